@@ -1,0 +1,21 @@
+"""The registered scenarios: adding a module and one line here is all it takes to run it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import import_module
+from typing import Any
+
+# Order is the order of the table; each name is a module in this package with run(client, options).
+SCENARIO_NAMES: tuple[str, ...] = (
+    "basic_crud",
+)
+
+ScenarioRun = Callable[..., dict[str, Any]]
+
+
+def load(name: str) -> ScenarioRun:
+    """The run function of a registered scenario."""
+    if name not in SCENARIO_NAMES:
+        raise KeyError(name)
+    return import_module(f"app.scenarios.{name}").run

@@ -1,0 +1,242 @@
+"""The runner: starts or connects to both servers, runs every scenario on each, compares, reports.
+
+Usage: python -m app.test_runner [options]   (or the console script `redis-valkey-compat`)
+Exit codes: 0 run completed with no FAIL; 1 a scenario FAILed; 2 bad command line;
+3 a server could not be set up; 4 a target unreachable or refused the credentials;
+5 the report could not be written; 130 interrupted (Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import redis
+
+from app import __version__, config
+from app.compare import compare_results
+from app.identity import allocator_warning, identity_warnings, read_identity
+from app.provision import ProvisionError
+from app.render.json_report import write_json
+from app.render.table import render_table
+from app.scenarios import SCENARIO_NAMES, load
+from app.scenarios.support import CONFIG_JOURNAL, FAIL, result
+from app.servers import ServerStartError
+from app.targets import (Target, TargetError, binary_target, check_reachable, embedded_target,
+                         external_target)
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SETUP, EXIT_TARGET, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
+
+
+class UsageError(Exception):
+    """A bad command line; one line, exit 2."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM: stop scenarios, restore CONFIG, stop servers, keep what was measured."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="redis-valkey-compat",
+                description="Compare Redis 7.2 and Valkey 9.0: replies, errors, encodings, defaults, "
+                            "memory, eviction and latency.")
+    p.add_argument("--redis", metavar="URL", help="use a running Redis at this redis:// or rediss:// URL")
+    p.add_argument("--valkey", metavar="URL", help="use a running Valkey at this URL")
+    p.add_argument("--redis-server", metavar="PATH", help="start this redis-server binary instead of the embedded one")
+    p.add_argument("--valkey-server", metavar="PATH", help="start this valkey-server binary instead of the embedded one")
+    p.add_argument("--docker", action="store_true",
+                   help=f"use the docker-compose.yml servers ({', '.join(config.DOCKER_IMAGES.values())})")
+    p.add_argument("--scenarios", metavar="LIST", help=f"comma-separated, from: {', '.join(SCENARIO_NAMES)}")
+    p.add_argument("--targets", metavar="LIST", default=",".join(config.ROLES),
+                   help="comma-separated roles to run: redis, valkey (default both)")
+    p.add_argument("--out", metavar="DIR", help="run folder for the reports (default reports/<run id>)")
+    p.add_argument("--json", metavar="PATH", help="JSON report path (default <run folder>/report.json)")
+    p.add_argument("--allow-server-changes", action="store_true",
+                   help="allow CONFIG SET and memory filling on servers the tool did not start")
+    p.add_argument("--db", type=int, metavar="N", help="logical database on external servers")
+    p.add_argument("--timeout", type=float, default=config.DEFAULT_COMMAND_TIMEOUT_S, metavar="S",
+                   help="per-command timeout in seconds (a frozen server becomes FAIL, not a hang)")
+    p.add_argument("--max-differences", type=int, default=12, metavar="N",
+                   help="differences shown per scenario in the table (all are in the JSON)")
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    args.scenario_names = _pick(args.scenarios, SCENARIO_NAMES, "scenario")
+    args.roles = _pick(args.targets, config.ROLES, "target")
+    if args.docker and (args.redis or args.valkey):
+        raise UsageError("--docker and --redis/--valkey URLs exclude each other")
+    for role in config.ROLES:
+        if getattr(args, role) and getattr(args, f"{role}_server"):
+            raise UsageError(f"--{role} and --{role}-server exclude each other")
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    return args
+
+
+def _pick(listed: str | None, known: Sequence[str], what: str) -> list[str]:
+    if not listed:
+        return list(known)
+    names = [n.strip() for n in listed.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError(f"unknown {what} {', '.join(unknown)} (known: {', '.join(known)})")
+    return [n for n in known if n in names]
+
+
+def make_target(role: str, args: argparse.Namespace) -> Target:
+    if getattr(args, role):
+        target = external_target(role, getattr(args, role))
+    elif args.docker:
+        target = external_target(role, config.DOCKER_URLS[role], source="docker")
+    elif getattr(args, f"{role}_server"):
+        return binary_target(role, getattr(args, f"{role}_server"))
+    else:
+        return embedded_target(role)
+    if args.db is not None:
+        target.db = args.db
+    return target
+
+
+def run_scenario_safely(name: str, client: redis.Redis, options: config.ScenarioOptions) -> dict[str, Any]:
+    """A scenario's result; one that raises despite the contract still becomes a FAIL dict."""
+    started = time.perf_counter()
+    try:
+        outcome = load(name)(client, options)
+        if not isinstance(outcome, dict) or outcome.get("status") not in ("OK", "WARN", "FAIL"):
+            outcome = result(name, FAIL, f"scenario returned an invalid result: {outcome!r:.200}", {})
+    except Exception as exc:  # noqa: BLE001 - the run goes on after a broken scenario
+        outcome = result(name, FAIL, f"scenario raised {type(exc).__name__}: {exc}", {})
+    outcome["duration_s"] = round(time.perf_counter() - started, 3)
+    return outcome
+
+
+def run_comparison(targets: list[Target], scenario_names: list[str], *, timeout_s: float,
+                   allow_server_changes: bool = False, run_id: str | None = None,
+                   progress: Callable[[str, str], None] | None = None) -> dict[str, Any]:
+    """Measure: identities, every scenario on every target, differences. Prints nothing."""
+    run_id = run_id or new_run_id()
+    started = dt.datetime.now(dt.timezone.utc)
+    document: dict[str, Any] = {
+        "schema_version": 1, "tool": {"name": "redis-valkey-compat", "version": __version__},
+        "run_id": run_id, "started_at": started.isoformat(timespec="seconds"),
+        "scenarios": scenario_names, "targets": {}, "results": {}, "warnings": [], "differences": [],
+        "completed": False,
+    }
+    clients: dict[str, redis.Redis] = {}
+    for target in targets:
+        client = target.client(timeout_s)
+        check_reachable(target, client)
+        identity = read_identity(client)
+        clients[target.role] = client
+        document["targets"][target.role] = {
+            "role": target.role, "url": target.display_url(), "source": target.source,
+            "owned": target.owned, "binary": target.binary_source, "identity": identity,
+            "warnings": identity_warnings(target.role, identity)}
+        document["warnings"].extend(document["targets"][target.role]["warnings"])
+    alloc = allocator_warning({r: t["identity"] for r, t in document["targets"].items()})
+    if alloc:
+        document["warnings"].append(alloc)
+
+    prefix = f"rvc:{run_id.rsplit('-', 1)[-1]}:"
+    try:
+        for name in scenario_names:
+            for target in targets:
+                if progress:
+                    progress(name, target.role)
+                options = config.ScenarioOptions(
+                    prefix=prefix, allow_server_changes=target.owned or allow_server_changes)
+                document["results"].setdefault(target.role, {})[name] = run_scenario_safely(
+                    name, clients[target.role], options)
+        document["completed"] = True
+    finally:
+        # Reached on success and on interruption alike: what was measured is still compared and kept.
+        problems = CONFIG_JOURNAL.restore()
+        document["warnings"].extend(f"CONFIG restore: {p}" for p in problems)
+        document["differences"] = compare_results(document["results"])
+        finished = dt.datetime.now(dt.timezone.utc)
+        document["finished_at"] = finished.isoformat(timespec="seconds")
+        document["duration_s"] = round((finished - started).total_seconds(), 3)
+        for client in clients.values():
+            client.close()
+    return document
+
+
+def new_run_id() -> str:
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def exit_code(document: dict[str, Any]) -> int:
+    statuses = [res["status"] for per_role in document["results"].values() for res in per_role.values()]
+    return EXIT_FAIL if FAIL in statuses or not document["completed"] else EXIT_OK
+
+
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def fail(message: str, code: int) -> int:
+    print(f"redis-valkey-compat: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except UsageError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    if args.list:
+        print("\n".join(SCENARIO_NAMES))
+        return EXIT_OK
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    targets: list[Target] = []
+    document: dict[str, Any] | None = None
+    code = EXIT_OK
+    run_id = new_run_id()
+    out_dir = Path(args.out) if args.out else Path("reports") / run_id
+    json_path = Path(args.json) if args.json else out_dir / "report.json"
+    try:
+        for role in args.roles:
+            targets.append(make_target(role, args))
+        document = run_comparison(targets, args.scenario_names, timeout_s=args.timeout,
+                                  allow_server_changes=args.allow_server_changes, run_id=run_id)
+        code = exit_code(document)
+    except (ProvisionError, ServerStartError) as exc:
+        code = fail(str(exc), EXIT_SETUP)
+    except TargetError as exc:
+        code = fail(str(exc), EXIT_TARGET)
+    except Interrupted as exc:
+        code = fail(f"interrupted by {exc}; servers stopped, CONFIG restored", EXIT_INTERRUPTED)
+    finally:
+        for target in targets:
+            target.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if document is None:
+        return code
+    document["report_path"] = str(json_path)
+    try:
+        write_json(document, json_path)
+    except OSError as exc:
+        print(render_table(document, args.max_differences))
+        return fail(f"cannot write the report to {json_path}: {exc.strerror or exc}", EXIT_OUTPUT)
+    print(render_table(document, args.max_differences))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
