@@ -6,6 +6,8 @@ not from scattered special cases: see SECTION_KINDS.
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
+from importlib import import_module
 from typing import Any
 
 from app import config
@@ -22,16 +24,36 @@ SECTION_KINDS: dict[str, str] = {
     "timings": "timing",
     "eviction": "eviction",
 }
+# Kind for values that are measured, not behaviour (cursor values, raw samples): never a difference.
+NOT_COMPARED = "not_compared"
+
 # Error prefixes that mean a command does not exist on that server.
 UNAVAILABLE_ERRORS = ("ERR unknown command", "ERR unknown subcommand")
 
 
-def kind_of(path: list[str], left: Any, right: Any) -> str:
-    """The kind of a difference at a metric path, from its section and the values' shapes."""
+def scenario_metric_kinds(scenario: str) -> dict[str, str]:
+    """A scenario module's own METRIC_KINDS: glob over the dotted metric path -> kind."""
+    try:
+        return dict(getattr(import_module(f"app.scenarios.{scenario}"), "METRIC_KINDS", {}))
+    except ImportError:
+        return {}
+
+
+def declared_kind(scenario: str, path: list[str]) -> str | None:
+    dotted = ".".join(path)
+    for pattern, kind in scenario_metric_kinds(scenario).items():
+        if fnmatchcase(dotted, pattern):
+            return kind
+    return None
+
+
+def kind_of(path: list[str], left: Any, right: Any, scenario: str = "") -> str:
+    """The kind of a difference at a metric path: the scenario's declaration, else its section, else
+    the values' shapes (two error replies are an error-text difference, an unknown command is availability)."""
     errors = [v["error"] for v in (left, right) if _is_error(v)]
     if any(e.startswith(UNAVAILABLE_ERRORS) for e in errors):
         return "availability"
-    kind = SECTION_KINDS.get(path[0], "reply") if path else "reply"
+    kind = declared_kind(scenario, path) or (SECTION_KINDS.get(path[0], "reply") if path else "reply")
     if len(errors) == 2 and kind == "reply":
         return "error_text"
     return kind
@@ -52,7 +74,8 @@ def diff_metrics(scenario: str, left: Any, right: Any, path: list[str] | None = 
         return out
     if left == right:
         return []
-    return [difference(scenario, path, left, right)]
+    record = difference(scenario, path, left, right)
+    return [] if record["kind"] == NOT_COMPARED else [record]
 
 
 class _Missing:
@@ -67,7 +90,7 @@ def difference(scenario: str, path: list[str], left: Any, right: Any) -> dict[st
     record: dict[str, Any] = {
         "scenario": scenario,
         "path": ".".join(path),
-        "kind": kind_of(path, left, right),
+        "kind": kind_of(path, left, right, scenario),
         config.BASELINE: None if left is _MISSING else left,
         config.CANDIDATE: None if right is _MISSING else right,
     }

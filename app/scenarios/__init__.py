@@ -9,6 +9,12 @@ from typing import Any
 # Order is the order of the table; each name is a module in this package with run(client, options).
 SCENARIO_NAMES: tuple[str, ...] = (
     "basic_crud",
+    "data_structures",
+    "scan_and_iter",
+    "pubsub",
+    "lua_and_tx",
+    "memory_eviction",
+    "large_payloads",
 )
 
 ScenarioRun = Callable[..., dict[str, Any]]
