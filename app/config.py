@@ -78,5 +78,7 @@ class ScenarioOptions:
     prefix: str = field(default_factory=new_run_prefix)
     # CONFIG SET, filling memory, SCRIPT/FUNCTION FLUSH, notification config: only when allowed.
     allow_server_changes: bool = False
+    # True when the tool started the server itself: nobody else's data can be there.
+    server_is_owned: bool = False
     eviction_maxmemory: int = EVICTION_MAXMEMORY
     payload_repetitions: int = PAYLOAD_REPETITIONS

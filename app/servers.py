@@ -85,7 +85,8 @@ class EmbeddedServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                     sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
+                    # NOAUTH also proves the server is serving (started with requirepass).
+                    if sock.recv(64).startswith((b"+PONG", b"-NOAUTH")):
                         return True
             except OSError:
                 pass  # not listening yet

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import secrets
 import signal
 import sys
@@ -70,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-command timeout in seconds (a frozen server becomes FAIL, not a hang)")
     p.add_argument("--max-differences", type=int, default=12, metavar="N",
                    help="differences shown per scenario in the table (all are in the JSON)")
+    p.add_argument("--tls-ca-cert", metavar="PATH", help="CA certificate for rediss:// targets")
+    p.add_argument("--tls-cert", metavar="PATH", help="client certificate for rediss:// targets")
+    p.add_argument("--tls-key", metavar="PATH", help="client private key for rediss:// targets")
+    p.add_argument("--tls-skip-verify", action="store_true",
+                   help="do not verify the server certificate (self-signed test servers only)")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     return p
 
@@ -85,7 +91,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             raise UsageError(f"--{role} and --{role}-server exclude each other")
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
+    for flag in ("tls_ca_cert", "tls_cert", "tls_key"):
+        path = getattr(args, flag)
+        if path and not Path(path).is_file():
+            raise UsageError(f"--{flag.replace('_', '-')} {path}: no such file")
     return args
+
+
+def tls_options(args: argparse.Namespace) -> dict[str, Any]:
+    """redis-py keyword arguments for rediss:// targets."""
+    options: dict[str, Any] = {}
+    if args.tls_ca_cert:
+        options["ssl_ca_certs"] = args.tls_ca_cert
+    if args.tls_cert:
+        options["ssl_certfile"] = args.tls_cert
+    if args.tls_key:
+        options["ssl_keyfile"] = args.tls_key
+    if args.tls_skip_verify:
+        options.update(ssl_cert_reqs="none", ssl_check_hostname=False)
+    return options
 
 
 def _pick(listed: str | None, known: Sequence[str], what: str) -> list[str]:
@@ -109,6 +133,8 @@ def make_target(role: str, args: argparse.Namespace) -> Target:
         return embedded_target(role)
     if args.db is not None:
         target.db = args.db
+    if target.url.startswith("rediss://"):
+        target.tls = tls_options(args)
     return target
 
 
@@ -153,15 +179,25 @@ def run_comparison(targets: list[Target], scenario_names: list[str], *, timeout_
         document["warnings"].append(alloc)
 
     prefix = f"rvc:{run_id.rsplit('-', 1)[-1]}:"
+    down: dict[str, str] = {}  # role -> the scenario during which it stopped answering
     try:
         for name in scenario_names:
             for target in targets:
                 if progress:
                     progress(name, target.role)
-                options = config.ScenarioOptions(
-                    prefix=prefix, allow_server_changes=target.owned or allow_server_changes)
-                document["results"].setdefault(target.role, {})[name] = run_scenario_safely(
-                    name, clients[target.role], options)
+                if target.role in down:
+                    # A dead or frozen server would cost a timeout per command: fail fast instead.
+                    outcome = result(name, FAIL, f"not run: {target.role} stopped answering during "
+                                                 f"{down[target.role]}", {})
+                else:
+                    options = config.ScenarioOptions(
+                        prefix=prefix, allow_server_changes=target.owned or allow_server_changes,
+                        server_is_owned=target.owned)
+                    outcome = run_scenario_safely(name, clients[target.role], options)
+                    if outcome["status"] == FAIL and not answers_ping(target):
+                        down[target.role] = name
+                        outcome["detail"] += f" ({target.role} no longer answers)"
+                document["results"].setdefault(target.role, {})[name] = outcome
         document["completed"] = True
     finally:
         # Reached on success and on interruption alike: what was measured is still compared and kept.
@@ -176,6 +212,19 @@ def run_comparison(targets: list[Target], scenario_names: list[str], *, timeout_
     return document
 
 
+def make_progress() -> Callable[[str, str], None] | None:
+    """What to show while scenarios run (nothing yet when stderr is not a terminal)."""
+    return None
+
+
+def answers_ping(target: Target, timeout_s: float = 2.0) -> bool:
+    try:
+        with target.client(timeout_s) as probe:
+            return bool(probe.ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
 def new_run_id() -> str:
     return dt.datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
@@ -183,6 +232,18 @@ def new_run_id() -> str:
 def exit_code(document: dict[str, Any]) -> int:
     statuses = [res["status"] for per_role in document["results"].values() for res in per_role.values()]
     return EXIT_FAIL if FAIL in statuses or not document["completed"] else EXIT_OK
+
+
+def first_unwritable(folders: list[Path]) -> Path | None:
+    """The first report folder that cannot be created or written, found before any server starts."""
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return folder
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return folder
+    return None
 
 
 def _raise_interrupted(signum: int, _frame: object) -> None:
@@ -209,11 +270,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_id = new_run_id()
     out_dir = Path(args.out) if args.out else Path("reports") / run_id
     json_path = Path(args.json) if args.json else out_dir / "report.json"
+    unwritable = first_unwritable([out_dir, json_path.parent])
+    if unwritable:
+        return fail(f"cannot write reports to {unwritable}: permission denied or not a folder", EXIT_OUTPUT)
     try:
         for role in args.roles:
             targets.append(make_target(role, args))
         document = run_comparison(targets, args.scenario_names, timeout_s=args.timeout,
-                                  allow_server_changes=args.allow_server_changes, run_id=run_id)
+                                  allow_server_changes=args.allow_server_changes, run_id=run_id,
+                                  progress=make_progress())
         code = exit_code(document)
     except (ProvisionError, ServerStartError) as exc:
         code = fail(str(exc), EXIT_SETUP)

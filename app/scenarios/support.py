@@ -172,7 +172,11 @@ class ScenarioContext:
         try:
             return plain((conn or self.raw).execute_command(*args), self.prefix)
         except redis.ResponseError as exc:
-            return plain(exc, self.prefix)
+            reply = plain(exc, self.prefix)
+            if reply["error"].startswith("NOPERM"):
+                # An ACL refusal says nothing about the server's behaviour: the comparison is incomplete.
+                self.warn(f"{args[0]} not permitted for this user: {reply['error']}")
+            return reply
 
     def record(self, section: str, label: str, *args: Any, conn: redis.Redis | None = None,
                unordered: bool = False) -> Reply:
@@ -189,12 +193,29 @@ class ScenarioContext:
 
     # server-wide changes ----------------------------------------------------------------------
     def require_server_changes(self, what: str) -> None:
+        """Raise StepSkipped unless server-wide changes are allowed and cannot hurt anyone's data."""
         if not self.options.allow_server_changes:
             raise StepSkipped(f"{what} skipped: it changes server-wide state; allow it with "
                               "--allow-server-changes (only on a server you can disturb)")
+        if not self.options.server_is_owned:
+            foreign = self.foreign_key_count()
+            if foreign:
+                raise StepSkipped(f"{what} skipped: the server holds {foreign} keys that are not this "
+                                  "tool's, which it could evict or disturb; use an empty server or database")
+
+    def foreign_key_count(self) -> int:
+        """Keys in any database that this run did not write (eviction reaches every database)."""
+        keyspace = self.client.info("keyspace")
+        total = sum(int(db["keys"]) for db in keyspace.values() if isinstance(db, dict))
+        own = len(scan_keys(self.raw, _glob_escape(self.options.prefix) + "*"))
+        return max(0, total - own)
 
     def config_get(self, name: str) -> str | None:
-        reply = self.raw.execute_command("CONFIG", "GET", name)
+        """CONFIG GET of one parameter; refused or renamed CONFIG becomes StepSkipped (WARN)."""
+        try:
+            reply = self.raw.execute_command("CONFIG", "GET", name)
+        except redis.ResponseError as exc:
+            raise StepSkipped(f"CONFIG GET {name} refused: {error_text(exc)}") from exc
         pairs = plain(reply)
         if isinstance(pairs, dict):
             return pairs.get(name)
@@ -203,10 +224,7 @@ class ScenarioContext:
     def config_set(self, name: str, value: Any) -> None:
         """CONFIG SET that is undone when the scenario ends, whatever happens."""
         self.require_server_changes(f"CONFIG SET {name}")
-        try:
-            original = self.config_get(name)
-        except redis.ResponseError as exc:
-            raise StepSkipped(f"CONFIG GET {name} refused: {error_text(exc)}") from exc
+        original = self.config_get(name)
         if original is None:
             raise StepSkipped(f"CONFIG parameter {name} does not exist on this server")
         CONFIG_JOURNAL.remember(self.raw, name, original)
