@@ -125,7 +125,7 @@ class EmbeddedServer:
             self.workdir = None
 
     def __enter__(self) -> "EmbeddedServer":
-        return self.start()
+        return self if self.alive() else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
