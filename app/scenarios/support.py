@@ -40,6 +40,7 @@ def derive_client(client: redis.Redis, *, protocol: int | None = None, raw: bool
     kwargs.update(overrides)
     derived = redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class,
                                                                **kwargs))
+    derived.auto_close_connection_pool = True  # close() must release the pool built here
     if raw:
         derived.response_callbacks.clear()
     return derived
@@ -155,7 +156,7 @@ class ScenarioContext:
         return self.prefix + name
 
     def own_keys(self) -> list[bytes]:
-        return scan_keys(self.raw, _glob_escape(self.prefix) + "*")
+        return scan_keys(self.raw, glob_escape(self.prefix) + "*")
 
     def cleanup(self) -> int:
         """Delete this scenario's keys (SCAN + DEL by prefix only); returns how many were deleted."""
@@ -212,7 +213,7 @@ class ScenarioContext:
         """Keys in any database that this run did not write (eviction reaches every database)."""
         keyspace = self.client.info("keyspace")
         total = sum(int(db["keys"]) for db in keyspace.values() if isinstance(db, dict))
-        own = len(scan_keys(self.raw, _glob_escape(self.options.prefix) + "*"))
+        own = len(scan_keys(self.raw, glob_escape(self.options.prefix) + "*"))
         return max(0, total - own)
 
     def config_get(self, name: str) -> str | None:
@@ -275,7 +276,7 @@ def scan_keys(raw: redis.Redis, pattern: str, count: int = 1000) -> list[bytes]:
             return sorted(set(keys))
 
 
-def _glob_escape(text: str) -> str:
+def glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
