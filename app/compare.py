@@ -2,15 +2,26 @@
 
 Kinds are derived from data (the metric section a value sits in, and the shape of error replies),
 not from scattered special cases: see SECTION_KINDS.
+
+Every record says whether it is `significant`. Behaviour (replies, errors, encodings...) is
+deterministic, so any difference is. A measured number (a timing) is significant only when it is
+beyond the spread both servers show across their own repetitions, read from the sibling list
+"<leaf>_samples" (see NOISE_RULE); otherwise it is "within noise". Repetitions taken back to back
+share one stretch of time, so the runner should run timing scenarios in rounds that alternate the
+servers and pool them with merge_rounds(). Memory figures from servers with different allocators
+carry a `caveat`. summarize() gives the counts a reader sees first.
 """
 
 from __future__ import annotations
 
+import re
 from fnmatch import fnmatchcase
 from importlib import import_module
+from statistics import median
 from typing import Any
 
 from app import config
+from app.identity import allocator_warning
 
 # Which kind of difference a metric section holds; the first path element decides.
 SECTION_KINDS: dict[str, str] = {
@@ -27,6 +38,33 @@ SECTION_KINDS: dict[str, str] = {
 # Kind for values that are measured, not behaviour (cursor values, raw samples): never a difference.
 NOT_COMPARED = "not_compared"
 
+# Defaults after a scenario's own METRIC_KINDS: raw repetition lists are measurements, not behaviour.
+DEFAULT_METRIC_KINDS: dict[str, str] = {"*_samples": NOT_COMPARED}
+
+# Kinds whose values are measured numbers: without repetitions they cannot be told from noise.
+NOISY_KINDS = frozenset({"timing"})
+# Kinds whose numbers depend on the memory allocator as much as on the product.
+ALLOCATOR_SENSITIVE_KINDS = frozenset({"memory", "eviction"})
+
+# The sibling of a measured leaf that holds its repetitions ("1KB.set_ms" -> "1KB.set_ms_samples").
+SAMPLES_SUFFIX = "_samples"
+# Significance of a measured number (timings are in milliseconds): both sides need at least
+# MIN_SAMPLES repetitions, their min..max ranges must not overlap, and the medians must differ by at
+# least MIN_EFFECT (relative to the smaller median) and MIN_DELTA_MS (absolute).
+# Why range separation rather than k x IQR: with the 3 repetitions a run takes, an IQR is no stable
+# estimate, while two disjoint ranges are a plain, checkable statement.
+# Why the floors: consecutive repetitions share one measurement window, so their spread misses what
+# changes between windows (CPU wake-ups, other load). Measured here: two processes of one Valkey binary,
+# 10 runs x 10 timing leaves, 2 cores: 39% of the leaves had disjoint ranges; all of those medians
+# were under 0.1 ms apart (up to 2x at 1-32 KB), except one 5 MB GET at 0.65 ms (38%).
+MIN_SAMPLES = 2
+MIN_EFFECT = 0.5
+MIN_DELTA_MS = 0.25
+# A timing leaf's unit is the last word of its name ("set_ms", "median_us", "fill ms"); ms when none.
+TIME_UNITS_PER_MS = {"ns": 1e6, "us": 1e3, "µs": 1e3, "ms": 1.0, "s": 1e-3}
+NOISE_RULE = (f"a timing is significant when both servers have >= {MIN_SAMPLES} repetitions, their min..max "
+              f"ranges do not overlap, and the medians differ by >= {MIN_EFFECT:.0%} and >= {MIN_DELTA_MS} ms")
+
 # Error prefixes that mean a command does not exist on that server.
 UNAVAILABLE_ERRORS = ("ERR unknown command", "ERR unknown subcommand")
 
@@ -41,7 +79,7 @@ def scenario_metric_kinds(scenario: str) -> dict[str, str]:
 
 def declared_kind(scenario: str, path: list[str]) -> str | None:
     dotted = ".".join(path)
-    for pattern, kind in scenario_metric_kinds(scenario).items():
+    for pattern, kind in [*scenario_metric_kinds(scenario).items(), *DEFAULT_METRIC_KINDS.items()]:
         if fnmatchcase(dotted, pattern):
             return kind
     return None
@@ -63,19 +101,89 @@ def _is_error(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"error"}
 
 
-def diff_metrics(scenario: str, left: Any, right: Any, path: list[str] | None = None) -> list[dict[str, Any]]:
-    """Leaf-by-leaf differences between two metrics trees (left = baseline, right = candidate)."""
+def diff_metrics(scenario: str, left: Any, right: Any, path: list[str] | None = None,
+                 parents: tuple[Any, Any] | None = None) -> list[dict[str, Any]]:
+    """Leaf-by-leaf differences between two metrics trees (left = baseline, right = candidate).
+
+    `parents` are the dicts holding left and right, where a leaf's "<name>_samples" sibling lives."""
     path = path or []
     if isinstance(left, dict) and isinstance(right, dict) and not (_is_error(left) or _is_error(right)):
         out = []
         for key in list(left) + [k for k in right if k not in left]:
             out.extend(diff_metrics(scenario, left.get(key, _MISSING), right.get(key, _MISSING),
-                                    [*path, str(key)]))
+                                    [*path, str(key)], (left, right)))
         return out
     if left == right:
         return []
     record = difference(scenario, path, left, right)
-    return [] if record["kind"] == NOT_COMPARED else [record]
+    if record["kind"] == NOT_COMPARED:
+        return []
+    samples = _sibling_samples(path, parents)
+    if samples:
+        record["spread"] = {role: spread(values) for role, values in samples.items()}
+    judge(record)
+    return [record]
+
+
+def _sibling_samples(path: list[str], parents: tuple[Any, Any] | None) -> dict[str, list[float]]:
+    """The repetitions of a measured leaf on each server, when both recorded a list of numbers."""
+    if not path or parents is None:
+        return {}
+    name = path[-1] + SAMPLES_SUFFIX
+    found = {}
+    for role, parent in zip((config.BASELINE, config.CANDIDATE), parents):
+        values = parent.get(name) if isinstance(parent, dict) else None
+        if not isinstance(values, list) or not values or not all(_is_number(v) for v in values):
+            return {}
+        found[role] = values
+    return found
+
+
+def spread(values: list[float]) -> dict[str, Any]:
+    """What one server's repetitions show: count, min, median, max."""
+    ordered = sorted(values)
+    return {"n": len(ordered), "min": ordered[0], "median": median(ordered), "max": ordered[-1]}
+
+
+def judge(record: dict[str, Any]) -> dict[str, Any]:
+    """Set `significant` and a one-line `significance` reason on a difference record."""
+    record["significant"], record["significance"] = _significance(record)
+    return record
+
+
+def _significance(record: dict[str, Any]) -> tuple[bool, str]:
+    if "missing_on" in record:
+        return True, f"measured on one server only (missing on {record['missing_on']})"
+    spreads = record.get("spread")
+    if not spreads:
+        if record["kind"] in NOISY_KINDS:
+            return False, "within noise: no repetitions recorded, so no spread to exceed"
+        return True, "deterministic value"
+    # The absolute floor is a time, so it only applies to timings, in the leaf's own unit.
+    floor = MIN_DELTA_MS * time_unit_per_ms(record["path"]) if record["kind"] in NOISY_KINDS else 0.0
+    return beyond_noise(spreads[config.BASELINE], spreads[config.CANDIDATE], floor)
+
+
+def time_unit_per_ms(path: str) -> float:
+    """How many of the leaf's time units make a millisecond, from the last word of its name."""
+    unit = re.split(r"[ _.]", path)[-1]
+    return TIME_UNITS_PER_MS.get(unit, 1.0)
+
+
+def beyond_noise(a: dict[str, Any], b: dict[str, Any], min_delta: float = MIN_DELTA_MS) -> tuple[bool, str]:
+    """NOISE_RULE applied to two servers' spreads (each from spread()); min_delta in the values' unit."""
+    if min(a["n"], b["n"]) < MIN_SAMPLES:
+        return False, f"within noise: fewer than {MIN_SAMPLES} repetitions on a server"
+    if a["max"] >= b["min"] and b["max"] >= a["min"]:
+        return False, "within noise: the servers' min..max ranges overlap"
+    gap = abs(a["median"] - b["median"])
+    low = min(a["median"], b["median"])
+    effect = gap / low if low > 0 else float("inf")
+    if effect < MIN_EFFECT:
+        return False, f"within noise: ranges apart but medians differ by only {effect:.0%}"
+    if gap < min_delta:
+        return False, f"within noise: ranges apart but medians only {gap:g} apart (< {min_delta:g})"
+    return True, f"beyond noise: ranges apart, medians differ by {effect:.0%} ({gap:g})"
 
 
 class _Missing:
@@ -106,14 +214,152 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def compare_results(results: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Differences for every scenario both targets ran; a status difference is one too."""
+def compare_results(results: dict[str, dict[str, dict[str, Any]]],
+                    identities: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Differences for every scenario both targets ran; a status difference is one too.
+
+    `identities` (role -> identity, or role -> target entry holding one) adds the allocator caveat
+    to memory figures when the two servers use different allocators."""
     base, cand = results.get(config.BASELINE, {}), results.get(config.CANDIDATE, {})
     found: list[dict[str, Any]] = []
     for scenario in [s for s in base if s in cand]:
         a, b = base[scenario], cand[scenario]
         if a["status"] != b["status"]:
-            found.append({"scenario": scenario, "path": "status", "kind": "status",
-                          config.BASELINE: a["status"], config.CANDIDATE: b["status"]})
+            found.append(judge({"scenario": scenario, "path": "status", "kind": "status",
+                                config.BASELINE: a["status"], config.CANDIDATE: b["status"]}))
         found.extend(diff_metrics(scenario, a.get("metrics", {}), b.get("metrics", {})))
+    caveat = allocator_caveat(identities)
+    if caveat:
+        for record in found:
+            if record["kind"] in ALLOCATOR_SENSITIVE_KINDS:
+                record["caveat"] = caveat
     return found
+
+
+def allocator_caveat(identities: dict[str, dict[str, Any]] | None) -> str | None:
+    """The caveat memory figures carry when the two servers' allocators differ (jemalloc vs libc)."""
+    if not identities:
+        return None
+    # A target entry holds its identity; a bare identity is accepted too.
+    plain = {role: (identities.get(role) or {}).get("identity", identities.get(role) or {})
+             for role in (config.BASELINE, config.CANDIDATE)}
+    if any(not ident.get("mem_allocator") for ident in plain.values()):
+        return None
+    return allocator_warning(plain)
+
+
+# --- repetitions across rounds ------------------------------------------------------------------------
+
+STATUS_ORDER = ("OK", "WARN", "FAIL")
+
+
+def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One scenario result from several rounds of it on one server (the runner alternates the servers
+    between rounds, so each server's samples span the same stretches of time as the other's).
+
+    Lists of numbers named "<leaf>_samples" are concatenated and their numeric sibling <leaf> becomes
+    the median of all of them; every other metric must be the same in every round (else WARN: that
+    metric is not reproducible), and the first round's value is kept. Status is the worst round's."""
+    if len(rounds) == 1:
+        return rounds[0]
+    first = rounds[0]
+    merged = {**first, "metrics": _merge_tree([r.get("metrics", {}) for r in rounds])}
+    merged["status"] = max((r.get("status", "FAIL") for r in rounds), key=_status_rank)
+    details = list(dict.fromkeys(r.get("detail", "") for r in rounds if r.get("detail")))
+    unstable = _unstable_paths(first.get("scenario", ""), [r.get("metrics", {}) for r in rounds])
+    if unstable and merged["status"] == "OK":
+        merged["status"] = "WARN"
+    if unstable:
+        details.append(f"differs between rounds of the same server: {', '.join(unstable[:5])}"
+                       + (f" and {len(unstable) - 5} more" if len(unstable) > 5 else ""))
+    merged["detail"] = "; ".join(details)
+    merged["rounds"] = len(rounds)
+    if all("duration_s" in r for r in rounds):
+        merged["duration_s"] = round(sum(r["duration_s"] for r in rounds), 3)
+    return merged
+
+
+def _status_rank(status: str) -> int:
+    return STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER)
+
+
+def _merge_tree(trees: list[Any]) -> Any:
+    first = trees[0]
+    if not all(isinstance(t, dict) for t in trees) or _is_error(first):
+        return first
+    out = {key: _merge_tree([t.get(key) for t in trees]) for key in first}
+    for key in first:
+        pooled = [t.get(key) for t in trees]
+        if key.endswith(SAMPLES_SUFFIX) and all(isinstance(v, list) and all(map(_is_number, v)) for v in pooled):
+            out[key] = [x for v in pooled for x in v]
+            leaf = key[:-len(SAMPLES_SUFFIX)]
+            if _is_number(first.get(leaf)) and out[key]:
+                out[leaf] = median(out[key])
+    return out
+
+
+def _unstable_paths(scenario: str, trees: list[Any], path: tuple[str, ...] = ()) -> list[str]:
+    """Compared metrics (not samples, the leaves they summarise, timings or not_compared values)
+    that differ between rounds."""
+    first = trees[0]
+    if all(isinstance(t, dict) for t in trees) and not _is_error(first):
+        keys = list(dict.fromkeys(k for t in trees for k in t))
+        measured = {k[:-len(SAMPLES_SUFFIX)] for k in keys if k.endswith(SAMPLES_SUFFIX)}
+        found = []
+        for key in keys:
+            if key.endswith(SAMPLES_SUFFIX) or key in measured:
+                continue
+            found.extend(_unstable_paths(scenario, [t.get(key) for t in trees], (*path, str(key))))
+        return found
+    if all(t == first for t in trees):
+        return []
+    kind = kind_of(list(path), first, next(t for t in trees if t != first), scenario)
+    return [] if kind == NOT_COMPARED or kind in NOISY_KINDS else [".".join(path)]
+
+
+# --- the summary a reader sees first ---------------------------------------------------------------
+
+def is_documented(record: dict[str, Any]) -> bool:
+    """Labelled by the catalogue as a documented difference; no label means undocumented."""
+    return record.get("documented") is True
+
+
+def is_significant(record: dict[str, Any]) -> bool:
+    """Older records without the field are behaviour differences, hence significant."""
+    return record.get("significant", True) is not False
+
+
+def needs_attention(record: dict[str, Any]) -> bool:
+    """What a migrating team must look at first: significant and not documented anywhere."""
+    return is_significant(record) and not is_documented(record)
+
+
+def attention_order(differences: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Undocumented significant first, then documented significant, then within noise (stable)."""
+    def rank(record: dict[str, Any]) -> int:
+        return 0 if needs_attention(record) else 1 if is_significant(record) else 2
+    return sorted(differences, key=rank)
+
+
+def _counts(records: list[dict[str, Any]]) -> dict[str, int]:
+    return {"total": len(records),
+            "significant": sum(is_significant(r) for r in records),
+            "within_noise": sum(not is_significant(r) for r in records),
+            "documented": sum(is_documented(r) for r in records),
+            "undocumented": sum(not is_documented(r) for r in records),
+            "undocumented_significant": sum(needs_attention(r) for r in records)}
+
+
+def summarize(differences: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts overall, by kind and by scenario: significant vs within noise, documented vs not.
+
+    Kinds and scenarios are ordered with the most undocumented significant differences first."""
+    def grouped(field: str) -> dict[str, dict[str, int]]:
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for record in differences:
+            groups.setdefault(str(record.get(field, "")), []).append(record)
+        counted = {name: _counts(records) for name, records in groups.items()}
+        return dict(sorted(counted.items(), key=lambda kv: (-kv[1]["undocumented_significant"],
+                                                            -kv[1]["significant"], kv[0])))
+    return {**_counts(differences), "by_kind": grouped("kind"), "by_scenario": grouped("scenario"),
+            "noise_rule": NOISE_RULE}

@@ -16,16 +16,20 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
+from importlib import import_module
 from pathlib import Path
 from typing import Any, NoReturn
 
 import redis
 
 from app import __version__, config
-from app.compare import compare_results
+from app.catalogue import candidate_version_of, label_differences
+from app.compare import compare_results, merge_rounds, summarize
 from app.identity import allocator_warning, identity_warnings, read_identity
 from app.provision import ProvisionError
-from app.render.json_report import write_json
+from app.render.progress import Progress
+from app.render.progress import make_progress as terminal_progress
+from app.render.reports import write_reports
 from app.render.table import render_table
 from app.scenarios import SCENARIO_NAMES, load
 from app.scenarios.support import CONFIG_JOURNAL, FAIL, result
@@ -182,28 +186,36 @@ def run_comparison(targets: list[Target], scenario_names: list[str], *, timeout_
     down: dict[str, str] = {}  # role -> the scenario during which it stopped answering
     try:
         for name in scenario_names:
-            for target in targets:
-                if progress:
-                    progress(name, target.role)
-                if target.role in down:
-                    # A dead or frozen server would cost a timeout per command: fail fast instead.
-                    outcome = result(name, FAIL, f"not run: {target.role} stopped answering during "
-                                                 f"{down[target.role]}", {})
-                else:
-                    options = config.ScenarioOptions(
-                        prefix=prefix, allow_server_changes=target.owned or allow_server_changes,
-                        server_is_owned=target.owned)
-                    outcome = run_scenario_safely(name, clients[target.role], options)
-                    if outcome["status"] == FAIL and not answers_ping(target):
-                        down[target.role] = name
-                        outcome["detail"] += f" ({target.role} no longer answers)"
-                document["results"].setdefault(target.role, {})[name] = outcome
+            rounds: dict[str, list[dict[str, Any]]] = {t.role: [] for t in targets}
+            for index in range(scenario_rounds(name)):
+                # Alternate which server goes first: each server's repetitions then span the same
+                # stretches of time as the other's, so load changes are not read as a difference.
+                for target in (targets if index % 2 == 0 else targets[::-1]):
+                    if progress:
+                        progress(name, target.role)
+                    if target.role in down:
+                        # A dead or frozen server would cost a timeout per command: fail fast instead.
+                        outcome = result(name, FAIL, f"not run: {target.role} stopped answering during "
+                                                     f"{down[target.role]}", {})
+                    else:
+                        options = config.ScenarioOptions(
+                            prefix=prefix, allow_server_changes=target.owned or allow_server_changes,
+                            server_is_owned=target.owned)
+                        outcome = run_scenario_safely(name, clients[target.role], options)
+                        if outcome["status"] == FAIL and not answers_ping(target):
+                            down[target.role] = name
+                            outcome["detail"] += f" ({target.role} no longer answers)"
+                    rounds[target.role].append(outcome)
+            for role, outcomes in rounds.items():
+                document["results"].setdefault(role, {})[name] = merge_rounds(outcomes)
         document["completed"] = True
     finally:
         # Reached on success and on interruption alike: what was measured is still compared and kept.
         problems = CONFIG_JOURNAL.restore()
         document["warnings"].extend(f"CONFIG restore: {p}" for p in problems)
-        document["differences"] = compare_results(document["results"])
+        document["differences"] = label_differences(
+            compare_results(document["results"], document["targets"]), candidate_version_of(document))
+        document["summary"] = summarize(document["differences"])
         finished = dt.datetime.now(dt.timezone.utc)
         document["finished_at"] = finished.isoformat(timespec="seconds")
         document["duration_s"] = round((finished - started).total_seconds(), 3)
@@ -212,9 +224,18 @@ def run_comparison(targets: list[Target], scenario_names: list[str], *, timeout_
     return document
 
 
-def make_progress() -> Callable[[str, str], None] | None:
-    """What to show while scenarios run (nothing yet when stderr is not a terminal)."""
-    return None
+def make_progress() -> Callable[[str, str], None]:
+    """What to show while scenarios run: one progress line on a terminal, nothing otherwise."""
+    return terminal_progress()
+
+
+def scenario_rounds(name: str) -> int:
+    """How many alternating rounds a scenario runs (its module's ROUNDS; timing scenarios set 3)."""
+    try:
+        module = import_module(f"app.scenarios.{name}")
+    except ImportError:  # not a module of ours (a test's stand-in): run_scenario_safely reports it
+        return 1
+    return max(1, int(getattr(module, "ROUNDS", 1)))
 
 
 def answers_ping(target: Target, timeout_s: float = 2.0) -> bool:
@@ -276,9 +297,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for role in args.roles:
             targets.append(make_target(role, args))
-        document = run_comparison(targets, args.scenario_names, timeout_s=args.timeout,
-                                  allow_server_changes=args.allow_server_changes, run_id=run_id,
-                                  progress=make_progress())
+        progress = make_progress()
+        if isinstance(progress, Progress):  # tests substitute plain functions
+            progress.total = len(targets) * sum(map(scenario_rounds, args.scenario_names))
+        try:
+            document = run_comparison(targets, args.scenario_names, timeout_s=args.timeout,
+                                      allow_server_changes=args.allow_server_changes, run_id=run_id,
+                                      progress=progress)
+        finally:
+            if isinstance(progress, Progress):
+                progress.close()  # clear the progress line before the table is printed
         code = exit_code(document)
     except (ProvisionError, ServerStartError) as exc:
         code = fail(str(exc), EXIT_SETUP)
@@ -295,11 +323,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     document["report_path"] = str(json_path)
     try:
-        write_json(document, json_path)
+        paths = write_reports(document, out_dir, json_path)
     except OSError as exc:
         print(render_table(document, args.max_differences))
-        return fail(f"cannot write the report to {json_path}: {exc.strerror or exc}", EXIT_OUTPUT)
+        return fail(f"cannot write the reports to {out_dir}: {exc.strerror or exc}", EXIT_OUTPUT)
     print(render_table(document, args.max_differences))
+    print(f"reports in {out_dir}: " + ", ".join(p.name for p in paths.values()))
     return code
 
 

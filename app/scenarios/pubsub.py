@@ -58,6 +58,9 @@ PAUSE = "pause"
 
 # Each round's median is a repetition ("_samples"), not behaviour. The p90 is kept for the reader but
 # not compared: between two processes of one binary it moves by more than the noise rule's floor.
+# Latency is compared across rounds that alternate which server runs first (see test_runner).
+ROUNDS = 3
+
 METRIC_KINDS = {"timings.*_samples": "not_compared", "timings.*.p90_us": "not_compared"}
 
 # RESP type bytes and the names frames carry in the metrics.
