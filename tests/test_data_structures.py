@@ -114,7 +114,6 @@ REPLY_DIFFERENCES: dict[str, tuple[Any, Any]] = {
                                                      {"error": "ERR member Nowhere does not exist"}),
 }
 MEMORY_DIFFERENCES: dict[str, tuple[Any, Any]] = {
-    "memory_usage.mem_allocator": ("jemalloc-5.3.0", "libc"),
     "memory_usage.list: 1 short element": (104, 96),
     "memory_usage.list: 1 element larger than a node": (10408, 8352),
     "memory_usage.list: one element before the conversion": (8280, 8256),

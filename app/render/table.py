@@ -1,19 +1,37 @@
-"""The terminal table: targets, one row per scenario with each server's status, then the differences."""
+"""The terminal table: targets, one row per scenario with each server's status, then the differences.
+
+Differences are listed in attention order: undocumented significant first (marked NEW), then
+documented ones (marked with their catalogue id), then timings within noise (marked ~noise).
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import Any
 
-MAX_VALUE_WIDTH = 38
+from app.compare import attention_order, is_documented, is_significant, needs_attention
+
+MAX_VALUE_WIDTH = 34
+MAX_PATH_WIDTH = 44
 
 
-def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else repr(value) if value is not None else "(none)"
+def _short(value: Any, width: int = MAX_VALUE_WIDTH) -> str:
     if isinstance(value, dict) and set(value) == {"error"}:
         text = "(error) " + value["error"]
+    elif value is None:
+        text = "(nil)"
+    else:
+        text = value if isinstance(value, str) else repr(value)
     text = " ".join(str(text).split())
-    return text if len(text) <= MAX_VALUE_WIDTH else text[:MAX_VALUE_WIDTH - 1] + "…"
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _mark(diff: dict[str, Any]) -> str:
+    if not is_significant(diff):
+        return "~noise"
+    if is_documented(diff):
+        return str(diff.get("catalogue_id") or "documented")
+    return "NEW"
 
 
 def render_table(document: dict[str, Any], max_differences: int = 12) -> str:
@@ -29,41 +47,54 @@ def render_table(document: dict[str, Any], max_differences: int = 12) -> str:
 
     diffs = document.get("differences", [])
     by_scenario: dict[str, list[dict[str, Any]]] = {}
-    for diff in diffs:
+    for diff in attention_order(diffs):
         by_scenario.setdefault(diff["scenario"], []).append(diff)
     name_w = max([len("scenario")] + [len(s) for s in document["scenarios"]])
-    header = f"{'scenario':<{name_w}}  " + "  ".join(f"{r:<7}" for r in roles) + "  differences"
+    header = (f"{'scenario':<{name_w}}  " + "  ".join(f"{r:<7}" for r in roles)
+              + "  differences (NEW = undocumented)")
     lines += [header, "-" * len(header)]
     for scenario in document["scenarios"]:
         statuses = [document["results"].get(r, {}).get(scenario, {}).get("status", "-") for r in roles]
         found = by_scenario.get(scenario, [])
-        kinds = Counter(d["kind"] for d in found)
-        summary = f"{len(found)}" + (f" ({', '.join(f'{k} {n}' for k, n in kinds.most_common())})" if found else "")
+        new = sum(needs_attention(d) for d in found)
+        kinds = Counter(d["kind"] for d in found if is_significant(d))
+        noise = sum(not is_significant(d) for d in found)
+        summary = f"{len(found):>3}  NEW {new:>3}" if found else "  0"
+        if kinds:
+            summary += "  " + ", ".join(f"{k} {n}" for k, n in kinds.most_common())
+        if noise:
+            summary += f", within noise {noise}"
         lines.append(f"{scenario:<{name_w}}  " + "  ".join(f"{s:<7}" for s in statuses) + f"  {summary}")
 
     for scenario in document["scenarios"]:
-        details = [(r, document["results"].get(r, {}).get(scenario, {})) for r in roles]
-        problems = [(r, res.get("detail", "")) for r, res in details if res.get("status") in ("WARN", "FAIL")]
-        found = by_scenario.get(scenario, [])
-        if not found and not problems:
-            continue
-        lines += ["", f"{scenario}:"]
-        for role, detail in problems:
-            lines.append(f"  {role} {document['results'][role][scenario]['status']}: {_short_detail(detail)}")
-        if found:
-            path_w = min(44, max(len(d["path"]) for d in found[:max_differences]))
-            lines.append(f"  {'metric':<{path_w}}  {roles[0]:<{MAX_VALUE_WIDTH}}  {roles[-1]:<{MAX_VALUE_WIDTH}}  kind")
-            for diff in found[:max_differences]:
-                path = diff["path"] if len(diff["path"]) <= path_w else diff["path"][:path_w - 1] + "…"
-                lines.append(f"  {path:<{path_w}}  {_short(diff.get(roles[0])):<{MAX_VALUE_WIDTH}}  "
-                             f"{_short(diff.get(roles[-1])):<{MAX_VALUE_WIDTH}}  {diff['kind']}")
-            if len(found) > max_differences:
-                lines.append(f"  … {len(found) - max_differences} more in the JSON report")
-    lines += ["", f"{len(diffs)} differences in {len(by_scenario)} scenarios; "
-                  f"report: {document.get('report_path', '(not written)')}"]
+        lines += _scenario_block(document, scenario, roles, by_scenario.get(scenario, []), max_differences)
+
+    summary = document.get("summary") or {}
+    lines += ["", f"{len(diffs)} differences: {summary.get('undocumented_significant', '?')} undocumented "
+                  f"(NEW, read these first), {summary.get('documented', '?')} documented, "
+                  f"{summary.get('within_noise', '?')} within noise"]
+    if not document.get("completed", True):
+        lines.append("the run was interrupted: results are partial")
     return "\n".join(lines)
 
 
-def _short_detail(detail: str, width: int = 160) -> str:
-    detail = " ".join(detail.split())
-    return detail if len(detail) <= width else detail[:width - 1] + "…"
+def _scenario_block(document: dict[str, Any], scenario: str, roles: list[str],
+                    found: list[dict[str, Any]], max_differences: int) -> list[str]:
+    details = [(r, document["results"].get(r, {}).get(scenario, {})) for r in roles]
+    problems = [(r, res) for r, res in details if res.get("status") in ("WARN", "FAIL")]
+    if not found and not problems:
+        return []
+    lines = ["", f"{scenario}:"]
+    for role, res in problems:
+        lines.append(f"  {role} {res['status']}: {_short(res.get('detail', ''), 160)}")
+    if found:
+        shown = found[:max_differences]
+        path_w = min(MAX_PATH_WIDTH, max(len(d["path"]) for d in shown))
+        lines.append(f"  {'metric':<{path_w}}  {roles[0]:<{MAX_VALUE_WIDTH}}  "
+                     f"{roles[-1]:<{MAX_VALUE_WIDTH}}  kind / documented")
+        for diff in shown:
+            lines.append(f"  {_short(diff['path'], path_w):<{path_w}}  {_short(diff.get(roles[0])):<{MAX_VALUE_WIDTH}}"
+                         f"  {_short(diff.get(roles[-1])):<{MAX_VALUE_WIDTH}}  {diff['kind']} {_mark(diff)}")
+        if len(found) > max_differences:
+            lines.append(f"  … {len(found) - max_differences} more in the reports (--max-differences N shows more)")
+    return lines
