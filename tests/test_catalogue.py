@@ -186,10 +186,12 @@ def test_documented_differences_carry_their_entry(run_document: dict[str, Any]) 
     assert summary["documented"] + summary["undocumented"] == len(run_document["differences"])
 
 
-def test_the_identity_confirms_the_entry_scenarios_cannot_see(run_document: dict[str, Any]) -> None:
-    # VK72-INFO-SERVER-NAME is not a scenario metric: INFO server_name/valkey_version feed the identity.
-    entry = next(e for e in ENTRIES if e["id"] == "VK72-INFO-SERVER-NAME")
-    assert entry["observable"] is False
+def test_server_name_is_a_metric_and_confirmed_by_the_identity(run_document: dict[str, Any]) -> None:
+    # VK72-INFO-SERVER-NAME: server_defaults compares INFO fields; they also feed the target identity.
+    labelled = label_differences(run_document["differences"], catalogue.candidate_version_of(run_document))
+    name = [r for r in labelled if r["path"] == "info_values.Server.server_name"]
+    assert name and name[0]["catalogue_id"] == "VK72-INFO-SERVER-NAME"
+    assert (name[0][config.BASELINE], name[0][config.CANDIDATE]) == (None, "valkey")
     valkey = run_document["targets"][config.CANDIDATE]["identity"]
     assert valkey["product"] == "valkey" and valkey["redis_version_field"] == "7.2.4"
     assert run_document["targets"][config.BASELINE]["identity"]["product"] == "redis"

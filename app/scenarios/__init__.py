@@ -9,6 +9,7 @@ from typing import Any
 # Order is the order of the table; each name is a module in this package with run(client, options).
 SCENARIO_NAMES: tuple[str, ...] = (
     "basic_crud",
+    "server_defaults",
     "data_structures",
     "scan_and_iter",
     "pubsub",
