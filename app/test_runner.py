@@ -209,6 +209,9 @@ def run_comparison(targets: list[Target], scenario_names: list[str], *, timeout_
             for role, outcomes in rounds.items():
                 document["results"].setdefault(role, {})[name] = merge_rounds(outcomes)
         document["completed"] = True
+    except Interrupted as exc:
+        # Keep what was measured: the caller still writes the reports, marked as interrupted.
+        document["interrupted"] = str(exc)
     finally:
         # Reached on success and on interruption alike: what was measured is still compared and kept.
         problems = CONFIG_JOURNAL.restore()
@@ -308,6 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if isinstance(progress, Progress):
                 progress.close()  # clear the progress line before the table is printed
         code = exit_code(document)
+        if document.get("interrupted"):
+            code = fail(f"interrupted by {document['interrupted']}; servers stopped, CONFIG restored, "
+                        "partial results kept", EXIT_INTERRUPTED)
     except (ProvisionError, ServerStartError) as exc:
         code = fail(str(exc), EXIT_SETUP)
     except TargetError as exc:

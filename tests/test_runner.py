@@ -162,5 +162,7 @@ def test_sigterm_mid_run_restores_config_removes_keys_and_exits_130(fresh_server
                 proc.kill()
         assert proc.returncode == 130, err
         assert "interrupted by SIGTERM" in err and "Traceback" not in err
+        document = json.loads((tmp_path / "report.json").read_text())  # what was measured is kept
+        assert document["completed"] is False and document["interrupted"] == "SIGTERM"
         assert conn.config_get("maxmemory")["maxmemory"] == before
         assert scenario_keys(conn) == []
