@@ -3,7 +3,8 @@
 Usage: python -m app.test_runner [options]   (or the console script `redis-valkey-compat`)
 Exit codes: 0 run completed with no FAIL; 1 a scenario FAILed; 2 bad command line;
 3 a server could not be set up; 4 a target unreachable or refused the credentials;
-5 the report could not be written; 130 interrupted (Ctrl-C or SIGTERM).
+5 the report could not be written; 6 with --fail-on-new, undocumented differences were found;
+130 interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from app.servers import ServerStartError
 from app.targets import (Target, TargetError, binary_target, check_reachable, embedded_target,
                          external_target)
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SETUP, EXIT_TARGET, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SETUP, EXIT_TARGET, EXIT_OUTPUT, EXIT_NEW = 0, 1, 2, 3, 4, 5, 6
+EXIT_INTERRUPTED = 130
 
 
 class UsageError(Exception):
@@ -73,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", type=int, metavar="N", help="logical database on external servers")
     p.add_argument("--timeout", type=float, default=config.DEFAULT_COMMAND_TIMEOUT_S, metavar="S",
                    help="per-command timeout in seconds (a frozen server becomes FAIL, not a hang)")
+    p.add_argument("--fail-on-new", action="store_true",
+                   help="exit 6 when an undocumented significant difference is found (a CI gate)")
     p.add_argument("--max-differences", type=int, default=12, metavar="N",
                    help="differences shown per scenario in the table (all are in the JSON)")
     p.add_argument("--tls-ca-cert", metavar="PATH", help="CA certificate for rediss:// targets")
@@ -311,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if isinstance(progress, Progress):
                 progress.close()  # clear the progress line before the table is printed
         code = exit_code(document)
+        if code == EXIT_OK and args.fail_on_new and document["summary"].get("undocumented_significant"):
+            code = EXIT_NEW
         if document.get("interrupted"):
             code = fail(f"interrupted by {document['interrupted']}; servers stopped, CONFIG restored, "
                         "partial results kept", EXIT_INTERRUPTED)

@@ -166,3 +166,13 @@ def test_sigterm_mid_run_restores_config_removes_keys_and_exits_130(fresh_server
         assert document["completed"] is False and document["interrupted"] == "SIGTERM"
         assert conn.config_get("maxmemory")["maxmemory"] == before
         assert scenario_keys(conn) == []
+
+
+def test_fail_on_new_gates_ci_on_undocumented_differences(tmp_path: Path) -> None:
+    # basic_crud finds the embstr/raw encoding change, which no Valkey release note states.
+    gated = run_cli("--scenarios", "basic_crud", "--fail-on-new", "--out", str(tmp_path / "gated"))
+    document = json.loads((tmp_path / "gated" / "report.json").read_text())
+    assert document["summary"]["undocumented_significant"] > 0
+    assert gated.returncode == 6, gated.stderr
+    plain_run = run_cli("--scenarios", "basic_crud", "--out", str(tmp_path / "plain"))
+    assert plain_run.returncode == 0

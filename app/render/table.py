@@ -20,10 +20,16 @@ def _short(value: Any, width: int = MAX_VALUE_WIDTH) -> str:
         text = "(error) " + value["error"]
     elif value is None:
         text = "(nil)"
+    elif value == "":
+        text = '""'  # an empty value must not look like a missing cell
     else:
         text = value if isinstance(value, str) else repr(value)
     text = " ".join(str(text).split())
     return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _cell(diff: dict[str, Any], role: str) -> str:
+    return "(absent)" if diff.get("missing_on") == role else _short(diff.get(role))
 
 
 def _mark(diff: dict[str, Any]) -> str:
@@ -93,8 +99,9 @@ def _scenario_block(document: dict[str, Any], scenario: str, roles: list[str],
         lines.append(f"  {'metric':<{path_w}}  {roles[0]:<{MAX_VALUE_WIDTH}}  "
                      f"{roles[-1]:<{MAX_VALUE_WIDTH}}  kind / documented")
         for diff in shown:
-            lines.append(f"  {_short(diff['path'], path_w):<{path_w}}  {_short(diff.get(roles[0])):<{MAX_VALUE_WIDTH}}"
-                         f"  {_short(diff.get(roles[-1])):<{MAX_VALUE_WIDTH}}  {diff['kind']} {_mark(diff)}")
+            left, right = (_cell(diff, role) for role in (roles[0], roles[-1]))
+            lines.append(f"  {_short(diff['path'], path_w):<{path_w}}  {left:<{MAX_VALUE_WIDTH}}"
+                         f"  {right:<{MAX_VALUE_WIDTH}}  {diff['kind']} {_mark(diff)}")
         if len(found) > max_differences:
             lines.append(f"  … {len(found) - max_differences} more in the reports (--max-differences N shows more)")
     return lines
