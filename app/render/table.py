@@ -28,6 +28,12 @@ def _short(value: Any, width: int = MAX_VALUE_WIDTH) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
+def _display_rank(diff: dict[str, Any]) -> tuple[int, bool]:
+    """NEW, then documented, then noise; within each, changed values before things absent on one side."""
+    rank = 0 if needs_attention(diff) else 1 if is_significant(diff) else 2
+    return rank, "missing_on" in diff
+
+
 def _cell(diff: dict[str, Any], role: str) -> str:
     return "(absent)" if diff.get("missing_on") == role else _short(diff.get(role))
 
@@ -53,7 +59,7 @@ def render_table(document: dict[str, Any], max_differences: int = 12) -> str:
 
     diffs = document.get("differences", [])
     by_scenario: dict[str, list[dict[str, Any]]] = {}
-    for diff in attention_order(diffs):
+    for diff in sorted(attention_order(diffs), key=_display_rank):
         by_scenario.setdefault(diff["scenario"], []).append(diff)
     name_w = max([len("scenario")] + [len(s) for s in document["scenarios"]])
     header = (f"{'scenario':<{name_w}}  " + "  ".join(f"{r:<7}" for r in roles)

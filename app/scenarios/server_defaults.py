@@ -38,6 +38,10 @@ NAME = "server_defaults"
 METRIC_KINDS = {
     # Values that come from the process's start, not from the product: shown for the reader only.
     "startup.*": "not_compared",
+    # Facts of how the binary was built, not of the product: the compiler, and the allocator, which
+    # the report header already shows with its caveat.
+    "info_values.Server.gcc_version": "not_compared",
+    "info_values.Memory.mem_allocator": "not_compared",
     "info_sections.*": "reply",
     "info_fields.*": "reply",
     "info_entry_fields.*": "reply",
