@@ -6,6 +6,7 @@ documented ones (marked with their catalogue id), then timings within noise (mar
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from typing import Any
 
@@ -15,7 +16,7 @@ MAX_VALUE_WIDTH = 34
 MAX_PATH_WIDTH = 44
 
 
-def _short(value: Any, width: int = MAX_VALUE_WIDTH) -> str:
+def _text(value: Any) -> str:
     if isinstance(value, dict) and set(value) == {"error"}:
         text = "(error) " + value["error"]
     elif value is None:
@@ -24,18 +25,33 @@ def _short(value: Any, width: int = MAX_VALUE_WIDTH) -> str:
         text = '""'  # an empty value must not look like a missing cell
     else:
         text = value if isinstance(value, str) else repr(value)
-    text = " ".join(str(text).split())
+    return " ".join(str(text).split())
+
+
+def _fit(text: str, width: int = MAX_VALUE_WIDTH) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _short(value: Any, width: int = MAX_VALUE_WIDTH) -> str:
+    return _fit(_text(value), width)
+
+
+def _cells(diff: dict[str, Any], left_role: str, right_role: str) -> tuple[str, str]:
+    """Both values fitted to the column; a long shared beginning is elided so the difference shows."""
+    texts = ["(absent)" if diff.get("missing_on") == role else _text(diff.get(role))
+             for role in (left_role, right_role)]
+    if max(map(len, texts)) > MAX_VALUE_WIDTH:
+        shared = len(os.path.commonprefix(texts))
+        if shared > 12:
+            cut = shared - 6
+            texts = ["…" + text[cut:] for text in texts]
+    return _fit(texts[0]), _fit(texts[1])
 
 
 def _display_rank(diff: dict[str, Any]) -> tuple[int, bool]:
     """NEW, then documented, then noise; within each, changed values before things absent on one side."""
     rank = 0 if needs_attention(diff) else 1 if is_significant(diff) else 2
     return rank, "missing_on" in diff
-
-
-def _cell(diff: dict[str, Any], role: str) -> str:
-    return "(absent)" if diff.get("missing_on") == role else _short(diff.get(role))
 
 
 def _mark(diff: dict[str, Any]) -> str:
@@ -105,7 +121,7 @@ def _scenario_block(document: dict[str, Any], scenario: str, roles: list[str],
         lines.append(f"  {'metric':<{path_w}}  {roles[0]:<{MAX_VALUE_WIDTH}}  "
                      f"{roles[-1]:<{MAX_VALUE_WIDTH}}  kind / documented")
         for diff in shown:
-            left, right = (_cell(diff, role) for role in (roles[0], roles[-1]))
+            left, right = _cells(diff, roles[0], roles[-1])
             lines.append(f"  {_short(diff['path'], path_w):<{path_w}}  {left:<{MAX_VALUE_WIDTH}}"
                          f"  {right:<{MAX_VALUE_WIDTH}}  {diff['kind']} {_mark(diff)}")
         if len(found) > max_differences:
