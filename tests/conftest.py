@@ -58,5 +58,16 @@ def fresh_server(request: pytest.FixtureRequest) -> Iterator[callable]:
         srv.stop()
 
 
+def run_on_two_processes(fresh_server, role: str, run, options=None) -> list[dict]:
+    """One scenario run on each of two fresh processes of the same binary (the same-binary checks)."""
+    runs = []
+    for _ in range(2):
+        srv = fresh_server(role)
+        with redis.Redis(host="127.0.0.1", port=srv.port, socket_timeout=10) as conn:
+            runs.append(run(conn, options))
+        srv.stop()
+    return runs
+
+
 def scenario_keys(conn: redis.Redis, pattern: str = "rvc:*") -> list[bytes]:
     return list(conn.scan_iter(match=pattern, count=1000))

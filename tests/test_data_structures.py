@@ -18,7 +18,7 @@ from app import config
 from app.compare import diff_metrics
 from app.config import ScenarioOptions
 from app.scenarios import data_structures as ds
-from tests.conftest import scenario_keys
+from tests.conftest import run_on_two_processes, scenario_keys
 
 # As long as a default run prefix ("rvc:" + 8 hex + ":"): Valkey 9 embeds the key name in the value
 # object, so MEMORY USAGE depends on the key length and the exact values below need this length.
@@ -331,11 +331,7 @@ def test_commands_tried_on_neither_server_stay_unknown(metrics: dict[str, Any]) 
 
 @pytest.mark.parametrize("role", config.ROLES)
 def test_two_processes_of_one_binary_give_no_difference(fresh_server: Any, role: str) -> None:
-    runs = []
-    for _ in range(2):
-        srv = fresh_server(role)
-        with redis.Redis(host="127.0.0.1", port=srv.port, socket_timeout=10) as conn:
-            runs.append(ds.run(conn))  # default options: a random prefix of the default length
+    runs = run_on_two_processes(fresh_server, role, ds.run)  # default options: random prefix, default length
     assert [r["status"] for r in runs] == ["OK", "OK"], [r["detail"] for r in runs]
     assert diff_metrics(ds.NAME, runs[0]["metrics"], runs[1]["metrics"]) == []
     compared = [{k: v for k, v in r["metrics"].items() if k != "memory_usage_varying"} for r in runs]

@@ -16,7 +16,7 @@ from app.compare import diff_metrics
 from app.config import ScenarioOptions
 from app.scenarios import lua_and_tx
 from app.servers import EmbeddedServer
-from tests.conftest import scenario_keys
+from tests.conftest import run_on_two_processes, scenario_keys
 
 PREFIX = "rvc:luatest:"
 LIB = lua_and_tx.library_name(PREFIX + "lua_and_tx:")
@@ -316,12 +316,7 @@ def test_default_options_skip_script_flush_with_warn(client: redis.Redis) -> Non
 
 def test_same_binary_gives_identical_metrics(fresh_server: Any) -> None:
     for role in config.ROLES:
-        runs = []
-        for _ in range(2):
-            srv = fresh_server(role)
-            with redis.Redis(port=srv.port, socket_timeout=10) as conn:
-                runs.append(lua_and_tx.run(conn, ScenarioOptions(allow_server_changes=True)))
-            srv.stop()
+        runs = run_on_two_processes(fresh_server, role, lua_and_tx.run, ScenarioOptions(allow_server_changes=True))
         assert runs[0]["status"] == runs[1]["status"] == "OK", role
         assert diff_metrics("lua_and_tx", runs[0]["metrics"], runs[1]["metrics"]) == [], role
         assert runs[0]["metrics"] == runs[1]["metrics"], role

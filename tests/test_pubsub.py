@@ -23,7 +23,7 @@ from app import config
 from app.compare import diff_metrics
 from app.config import ScenarioOptions
 from app.scenarios import pubsub as ps
-from tests.conftest import scenario_keys
+from tests.conftest import run_on_two_processes, scenario_keys
 
 PREFIX = "rvc:pstest:"
 SECTIONS = {"resp2", "resp3", "ordering", "delivery", "timings", "introspection", "errors", "config",
@@ -230,11 +230,8 @@ def test_notifications_need_permission(client: redis.Redis) -> None:
 @pytest.mark.parametrize("role", config.ROLES)
 def test_same_binary_gives_identical_metrics(fresh_server: Any, role: str) -> None:
     """Two processes of one binary: equal metrics apart from the latency median, within noise."""
-    runs = []
-    for _ in range(2):
-        srv = fresh_server(role)
-        with redis.Redis(port=srv.port) as conn:
-            runs.append(ps.run(conn, ScenarioOptions(allow_server_changes=True, server_is_owned=True)))
+    runs = run_on_two_processes(fresh_server, role, ps.run,
+                                ScenarioOptions(allow_server_changes=True, server_is_owned=True))
     assert [r["status"] for r in runs] == ["OK", "OK"], [r["detail"] for r in runs]
     found = diff_metrics(ps.NAME, runs[0]["metrics"], runs[1]["metrics"])
     assert [d for d in found if d["kind"] != "timing"] == []

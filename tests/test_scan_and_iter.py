@@ -17,7 +17,7 @@ from app import config
 from app.compare import diff_metrics
 from app.config import ScenarioOptions
 from app.scenarios import scan_and_iter as si
-from tests.conftest import scenario_keys
+from tests.conftest import run_on_two_processes, scenario_keys
 
 PREFIX = "rvc:scantest:"
 SECTIONS = {"encodings", "completeness", "measured", "replies", "type_filter", "commands", "errors",
@@ -170,10 +170,6 @@ def test_leaves_no_keys_and_spares_foreign_ones(results: dict, embedded_servers:
 @pytest.mark.parametrize("role", config.ROLES)
 def test_same_binary_gives_identical_metrics(fresh_server: Any, role: str) -> None:
     """Two processes of one binary (different hash seeds): equal metrics apart from "measured"."""
-    runs = []
-    for _ in range(2):
-        srv = fresh_server(role)
-        with redis.Redis(port=srv.port) as conn:
-            runs.append(si.run(conn))
+    runs = run_on_two_processes(fresh_server, role, si.run)
     assert [r["status"] for r in runs] == ["OK", "OK"]
     assert diff_metrics(si.NAME, runs[0]["metrics"], runs[1]["metrics"]) == []
