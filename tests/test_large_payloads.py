@@ -61,7 +61,7 @@ def test_spec_shape_for_all_five_sizes(first: dict) -> None:
 
 
 def test_medians_of_three_raw_samples(first: dict) -> None:
-    assert first["metrics"]["method"]["statistic"] == "median of 3 rounds, every size once per round"
+    assert first["metrics"]["method"]["statistic"] == "median of 3"
     for label in SIZES:
         size = first["metrics"][label]
         assert len(size["set_ms_samples"]) == len(size["get_ms_samples"]) == config.PAYLOAD_REPETITIONS
@@ -115,15 +115,15 @@ def test_metric_kinds_route_timings_and_samples(runs: dict) -> None:
 def test_a_corrupted_get_is_a_fail(client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
     """The byte-for-byte check: one flipped byte in a GET reply (the scenario's own timing step
     is patched to corrupt what it hands back) must turn the run into FAIL, naming the offset."""
-    real = large_payloads._timed
+    real = large_payloads.RoundTrip.get
 
-    def corrupting(conn: redis.Redis, *args: Any) -> tuple[float, Any]:
-        elapsed, reply = real(conn, *args)
-        if args[0] == "GET" and isinstance(reply, bytes) and len(reply) == 32 * 1024:
+    def corrupting(self: large_payloads.RoundTrip, conn: Any) -> tuple[float, Any]:
+        elapsed, reply = real(self, conn)
+        if isinstance(reply, bytes) and len(reply) == 32 * 1024:
             reply = reply[:1000] + bytes([reply[1000] ^ 0xFF]) + reply[1001:]
         return elapsed, reply
 
-    monkeypatch.setattr(large_payloads, "_timed", corrupting)
+    monkeypatch.setattr(large_payloads.RoundTrip, "get", corrupting)
     prefix = "rvc:payld-bad:"
     out = large_payloads.run(client, ScenarioOptions(prefix=prefix))
     assert out["status"] == "FAIL"

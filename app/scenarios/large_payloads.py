@@ -3,26 +3,36 @@
 Test plan, in order:
   1. Build every payload before any timing: deterministic binary bytes (a fixed pseudo-random block
      repeated and cut to size, so the value is neither empty-looking nor one repeated byte).
-  2. Two untimed warm-up rounds per size (SET + GET + DEL of the payload).
-  3. options.payload_repetitions (3) measured rounds; each round measures every size of
-     config.PAYLOAD_SIZES (1KB, 32KB, 256KB, 1MB, 5MB, binary multiples) once, on a fresh key:
+  2. One key per size (payload:<size>), written over and over as redis-benchmark does. Every SET and
+     GET is packed before timing and sent on one held connection (see RoundTrip).
+  3. One size at a time, for each size of config.PAYLOAD_SIZES (1KB, 32KB, 256KB, 1MB, 5MB, binary
+     multiples): WARM_UP_ROUNDS (8) untimed rounds, then options.payload_repetitions (3) measured
+     repetitions, each on that size's key:
        - SET timed with time.perf_counter() around the round trip (request sent, reply read);
        - GET timed the same way, and the reply checked byte for byte against what was SET
          (a mismatch is FAIL, with the first differing offset);
-       - MEMORY USAGE and OBJECT ENCODING of the key, then DEL (at most one 5 MiB value is held).
+       - MEMORY USAGE and OBJECT ENCODING of the key (measured repetitions only).
+     The key is deleted before the next size, so at most one 5 MiB value is held.
   4. Per size: set_ms and get_ms are the MEDIANS of the repetitions, in milliseconds; the raw
      samples are kept (set_ms_samples, get_ms_samples); memory_usage is MEMORY USAGE in bytes
      (it must be the same for every repetition, else WARN: the metric would not be reproducible).
-Why rounds: the repetitions of a size are spread over the whole run instead of back to back, so their
-spread includes what changes from moment to moment (CPU wake-ups, the allocator returning pages), and
-the comparison's noise rule sees it.
-Why the warm-up: with glibc malloc (the embedded Valkey build) the first allocation of a size above the
-dynamic mmap threshold is an mmap (page-rounded, +4 KiB in MEMORY USAGE); freeing it raises the
-threshold, so later ones come from the heap (measured: the third allocation of a size is the first on
-the heap). Without the warm-up, memory_usage would depend on what the server process allocated before;
-with it, it is the steady state, the same in every process.
-Commands go through the raw client (callbacks cleared; redis-py parses with hiredis when installed),
-so the timings hold as little client overhead as redis-py allows.
+Why the warm-up, for the timings: the first writes of a size pay first-touch page faults and
+allocator growth in the server (measured at 5 MiB: Redis 7.2 settles after 3 writes of a key,
+Valkey 9.0 after 6; before that a SET takes 2-3x longer, and a fresh key per write never settles).
+Why pre-packed commands: redis-py's execute_command copies a value twice per SET (hiredis packs it
+into a new buffer, then into new bytes) and its hiredis reader frees its buffer after every reply, so
+each 5 MiB round trip also timed 10-15 MiB of freshly faulted client memory: 2-4x redis-benchmark's
+time (bench/overhead.py measures this ratio; with RoundTrip it is 0.4-1.4, mostly under 1.2).
+Why one size at a time: redis-benchmark measures so, and a small value timed right after a 5 MiB
+transfer pays for the caches the large one evicted (measured with sizes interleaved in rounds: +10-40
+us at 1 KiB, and Valkey's 256 KiB-1 MiB SETs at 1.7-2x redis-benchmark instead of 0.7-1.0x).
+Why the warm-up, for memory_usage: with glibc malloc (the embedded Valkey build) the first
+allocation of a size above the dynamic mmap threshold is an mmap (page-rounded, +4 KiB in MEMORY
+USAGE); freeing it raises the threshold, so later ones come from the heap (measured: the third
+allocation of a size is the first on the heap). Without the warm-up, memory_usage would depend on
+what the server process allocated before; with it, it is the steady state, the same in every process.
+The timed commands use one connection of the raw client's pool (replies as sent; redis-py parses them
+with hiredis when installed), so the timings hold as little client overhead as redis-py allows.
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ from __future__ import annotations
 import random
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,8 +56,8 @@ NAME = "large_payloads"
 # The repeated block: large enough that no compression-like shortcut could apply, small to build.
 PAYLOAD_BLOCK_SIZE = 4096
 PAYLOAD_SEED = 20240607
-# Untimed rounds per size before measuring (see the docstring: allocator steady state).
-WARM_UP_ROUNDS = 2
+# Untimed rounds before measuring (see the docstring: steady state of both allocators).
+WARM_UP_ROUNDS = 8
 
 # Timings and raw samples are measurements, not behaviour: noise is handled by the comparison.
 METRIC_KINDS = {
@@ -85,40 +97,42 @@ def plan(ctx: ScenarioContext) -> None:
     # Built before any timing, and different per size so no value can be confused with another.
     payloads = {label: build_payload(size, PAYLOAD_SEED + size) for label, size in config.PAYLOAD_SIZES.items()}
     ctx.put("method", "clock", "time.perf_counter around one round trip")
-    ctx.put("method", "statistic", f"median of {repetitions} rounds, every size once per round")
+    ctx.put("method", "statistic", f"median of {repetitions}")
+    ctx.put("method", "warm-up", f"{WARM_UP_ROUNDS} untimed rounds on the timed key")
+    ctx.put("method", "client", "commands packed before timing, one held connection")
     ctx.put("method", "parser", _parser_name(ctx.raw))
-    for label, payload in payloads.items():
-        warm_up(ctx, label, payload)
+    trips = {label: RoundTrip(ctx.key(f"payload:{label}"), payload) for label, payload in payloads.items()}
     measured = {label: SizeSamples() for label in payloads}
-    for rep in range(repetitions):
-        for label, payload in payloads.items():
-            measure_once(ctx, label, payload, ctx.key(f"payload:{label}:{rep}"), measured[label])
+    with timing_connection(ctx.raw) as conn:
+        for label, trip in trips.items():
+            for rep in range(WARM_UP_ROUNDS + repetitions):
+                if not round_trip(ctx, label, trip, conn):
+                    break
+                if rep >= WARM_UP_ROUNDS:
+                    record(ctx, trip, measured[label])
+            ctx.raw.execute_command("DEL", trip.key)
     for label, payload in payloads.items():
         ctx.metrics[label] = size_metrics(ctx, label, len(payload), measured[label])
 
 
-def warm_up(ctx: ScenarioContext, label: str, payload: bytes) -> None:
-    """Untimed rounds of a size: connection buffers grown, allocator in its steady state."""
-    key = ctx.key(f"payload:{label}:warm-up")
-    for _ in range(WARM_UP_ROUNDS):
-        ctx.raw.execute_command("SET", key, payload)
-        ctx.raw.execute_command("GET", key)
-        ctx.raw.execute_command("DEL", key)
-
-
-def measure_once(ctx: ScenarioContext, label: str, payload: bytes, key: str, out: SizeSamples) -> None:
-    """One repetition on a fresh key: timed SET, timed and checked GET, MEMORY USAGE, encoding, DEL."""
-    set_ms, reply = _timed(ctx.raw, "SET", key, payload)
+def round_trip(ctx: ScenarioContext, label: str, trip: "RoundTrip", conn: Any) -> bool:
+    """SET and GET, both timed (kept by record() in measured rounds), the GET checked byte for byte;
+    False (and FAIL) when either went wrong."""
+    trip.last_set_ms, reply = trip.set(conn)
     if not ctx.check(reply == b"OK", f"{label}: SET replied {reply!r:.120}"):
-        return
-    get_ms, value = _timed(ctx.raw, "GET", key)
-    if value != payload:  # the message is only built for a real mismatch
-        ctx.check(False, f"{label}: GET returned different bytes ({_mismatch(payload, value)})")
-    out.set_ms.append(set_ms)
-    out.get_ms.append(get_ms)
-    out.usages.append(ctx.call("MEMORY", "USAGE", key))
-    out.encodings.append(ctx.call("OBJECT", "ENCODING", key))
-    ctx.raw.execute_command("DEL", key)
+        return False
+    trip.last_get_ms, value = trip.get(conn)
+    if value != trip.payload:  # the message is only built for a real mismatch
+        return ctx.check(False, f"{label}: GET returned different bytes ({_mismatch(trip.payload, value)})")
+    return True
+
+
+def record(ctx: ScenarioContext, trip: "RoundTrip", out: SizeSamples) -> None:
+    """A measured round: its two timings, then (untimed) MEMORY USAGE and encoding of the key."""
+    out.set_ms.append(trip.last_set_ms)
+    out.get_ms.append(trip.last_get_ms)
+    out.usages.append(ctx.call("MEMORY", "USAGE", trip.key))
+    out.encodings.append(ctx.call("OBJECT", "ENCODING", trip.key))
 
 
 def size_metrics(ctx: ScenarioContext, label: str, size: int, measured: SizeSamples) -> dict[str, Any]:
@@ -143,11 +157,56 @@ def _size_metrics(size: int, set_samples: list[float], get_samples: list[float],
     }
 
 
-def _timed(conn: redis.Redis, *args: Any) -> tuple[float, Any]:
-    """One command's round trip in milliseconds; an error reply is returned, not raised."""
+class RoundTrip:
+    """SET and GET of one key with the commands packed once, before any timing.
+
+    redis-benchmark also sends a prebuilt buffer; packing per call (execute_command) put two fresh
+    copies of the value inside every timed SET.
+    """
+
+    def __init__(self, key: str, payload: bytes) -> None:
+        self.key, self.payload = key, payload
+        self.packed_set = _packed(b"SET", key.encode(), payload)
+        self.packed_get = _packed(b"GET", key.encode())
+        self.last_set_ms = self.last_get_ms = 0.0
+
+    def set(self, conn: Any) -> tuple[float, Any]:
+        return _timed(conn, self.packed_set)
+
+    def get(self, conn: Any) -> tuple[float, Any]:
+        return _timed(conn, self.packed_get)
+
+
+def _packed(*args: bytes) -> bytes:
+    """A command as RESP bytes."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        parts += [b"$%d\r\n" % len(arg), arg, b"\r\n"]
+    return b"".join(parts)
+
+
+@contextmanager
+def timing_connection(raw: redis.Redis) -> Iterator[Any]:
+    """One connection held for all timed commands; its hiredis reader keeps its buffer between
+    replies (by default it frees it after each, so every large GET regrew it from fresh memory)."""
+    pool = raw.connection_pool
+    conn = pool.get_connection()
+    reader = getattr(conn._parser, "_reader", None)
+    if reader is not None and hasattr(reader, "setmaxbuf"):
+        reader.setmaxbuf(0)
+    try:
+        yield conn
+    finally:
+        pool.release(conn)
+
+
+def _timed(conn: Any, packed: bytes) -> tuple[float, Any]:
+    """One prebuilt command's round trip in milliseconds (request sent, reply read); an error reply
+    is returned, not raised."""
     started = time.perf_counter()
     try:
-        reply = conn.execute_command(*args)
+        conn.send_packed_command([packed], check_health=False)
+        reply = conn.read_response()
     except redis.ResponseError as exc:
         reply = exc
     return round((time.perf_counter() - started) * 1000.0, 4), reply
