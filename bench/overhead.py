@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from app.servers import embedded_pair
 from bench import paths, report
-from bench.measure import (BenchError, embedded_servers, find_redis_benchmark, load_payload_module,
+from bench.measure import (BenchError, find_redis_benchmark, load_payload_module,
                            machine_load, measure_overhead, run_suite, scenario_statuses, suite_command)
 
 SECTIONS = ("overhead", "suite", "paths")
@@ -102,7 +103,7 @@ def suite_section(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def paths_section() -> dict[str, Any]:
-    with embedded_servers("paths") as servers:
+    with embedded_pair("paths") as servers:
         breakdown = paths.client_paths(servers)
     print("\n" + paths.render_client_paths(breakdown))
     curve = paths.warmup_curve()

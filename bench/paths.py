@@ -23,9 +23,9 @@ import redis
 from app import config
 from app.scenarios.large_payloads import build_payload
 from app.scenarios.support import derive_client
-from app.servers import EmbeddedServer
+from app.servers import EmbeddedServer, embedded_pair
 from bench import stats
-from bench.measure import OPS, embedded_servers, server_client
+from bench.measure import OPS, server_client
 from bench.report import table
 
 PATHS = ("execute_command", "pre-packed", "kept buffer", "recv_into")
@@ -147,7 +147,7 @@ def warmup_curve(trials: int = CURVE_TRIALS, writes: int = CURVE_WRITES,
     per_write: dict[str, Any] = {}
     for pattern in ("same key", "new key each write"):
         for _ in range(trials):
-            with embedded_servers("curve") as servers:
+            with embedded_pair("curve") as servers:
                 for role, server in servers.items():
                     series = _curve_series(server, payload, writes, key_for(pattern))
                     for op, values in series.items():

@@ -9,20 +9,14 @@ import redis
 
 from app import config
 from app.provision import embedded_binary
-from app.servers import EmbeddedServer
+from app.servers import EmbeddedServer, embedded_pair
 
 
 @pytest.fixture(scope="session")
 def embedded_servers() -> Iterator[dict[str, EmbeddedServer]]:
     """Both embedded servers, keyed by role; shared by the whole session, stopped at its end."""
-    started: dict[str, EmbeddedServer] = {}
-    try:
-        for role in config.ROLES:
-            started[role] = EmbeddedServer(embedded_binary(role), f"test-{role}").start()
+    with embedded_pair("test") as started:
         yield started
-    finally:
-        for server in started.values():
-            server.stop()
 
 
 @pytest.fixture(params=config.ROLES)
