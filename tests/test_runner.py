@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from app import config, test_runner
+from app.provision import embedded_binary
 from app.servers import EmbeddedServer
 from app.targets import Target
 from tests.conftest import scenario_keys
@@ -102,6 +103,18 @@ def test_a_server_killed_mid_run_gives_fail_dicts_a_report_and_exit_1(
     assert "valkey" in capsys.readouterr().out
 
 
+def test_user_supplied_binary_and_target_selection(tmp_path: Path) -> None:
+    binary = str(embedded_binary(config.CANDIDATE).path)  # any build the user names must work
+    proc = run_cli("--valkey-server", binary, "--targets", "valkey", "--scenarios", "basic_crud",
+                   "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    document = json.loads((tmp_path / "report.json").read_text())
+    assert list(document["targets"]) == ["valkey"]
+    assert document["targets"]["valkey"]["source"] == "binary"
+    assert document["targets"]["valkey"]["binary"] == f"user binary {binary}"
+    assert document["results"]["valkey"]["basic_crud"]["status"] == "OK"
+
+
 def test_cli_run_on_embedded_servers_leaves_no_process_and_writes_json(tmp_path: Path) -> None:
     proc = run_cli("--scenarios", "basic_crud", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
@@ -142,7 +155,9 @@ def test_wrong_password_is_one_line_and_never_printed(fresh_server) -> None:
     assert secret not in proc.stderr + proc.stdout
 
 
-def test_sigterm_mid_run_restores_config_removes_keys_and_exits_130(fresh_server, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_mid_run_restores_config_removes_keys_and_exits_130(fresh_server, tmp_path: Path,
+                                                                     signum: signal.Signals) -> None:
     srv = fresh_server(config.CANDIDATE)
     with redis.Redis(port=srv.port, decode_responses=True) as conn:
         before = conn.config_get("maxmemory")["maxmemory"]
@@ -150,20 +165,23 @@ def test_sigterm_mid_run_restores_config_removes_keys_and_exits_130(fresh_server
                                  "--scenarios", "memory_eviction", "--allow-server-changes",
                                  "--out", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
+        changed = False
         try:
             for _ in range(600):  # wait until the scenario has lowered maxmemory, then interrupt
-                if conn.config_get("maxmemory")["maxmemory"] != before or proc.poll() is not None:
+                changed = conn.config_get("maxmemory")["maxmemory"] != before
+                if changed or proc.poll() is not None:
                     break
                 subprocess.run(["sleep", "0.02"])
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signum)
             out, err = proc.communicate(timeout=60)
         finally:
             if proc.poll() is None:
                 proc.kill()
+        assert changed, "the scenario never changed maxmemory: nothing was interrupted mid-change"
         assert proc.returncode == 130, err
-        assert "interrupted by SIGTERM" in err and "Traceback" not in err
+        assert f"interrupted by {signum.name}" in err and "Traceback" not in err
         document = json.loads((tmp_path / "report.json").read_text())  # what was measured is kept
-        assert document["completed"] is False and document["interrupted"] == "SIGTERM"
+        assert document["completed"] is False and document["interrupted"] == signum.name
         assert conn.config_get("maxmemory")["maxmemory"] == before
         assert scenario_keys(conn) == []
 

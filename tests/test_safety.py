@@ -94,6 +94,10 @@ def test_db_option_keeps_other_databases_untouched(fresh_server, tmp_path: Path)
 def test_a_frozen_server_becomes_fail_not_a_hang(fresh_server, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     servers = {role: fresh_server(role) for role in config.ROLES}
+    for srv in servers.values():
+        with redis.Redis(port=srv.port) as conn:
+            seed_foreign(conn)
+    before = {role: config_snapshot(srv.port) for role, srv in servers.items()}
 
     def freeze_valkey(name: str, role: str) -> None:
         if name == "basic_crud" and role == "valkey":
@@ -109,11 +113,18 @@ def test_a_frozen_server_becomes_fail_not_a_hang(fresh_server, tmp_path: Path,
     assert "Timeout" in results["valkey"]["basic_crud"]["detail"]
     assert results["valkey"]["large_payloads"]["status"] == "FAIL"
     assert results["redis"]["basic_crud"]["status"] == "OK"
+    os.kill(servers["valkey"].process.pid, signal.SIGCONT)  # thawed, the server kept its data as it was
+    for role, srv in servers.items():
+        assert_foreign_intact(srv.port)
+        assert config_snapshot(srv.port) == before[role]
 
 
 def test_the_password_never_appears_in_any_output(fresh_server, tmp_path: Path) -> None:
     secret = "s3cret-Pa55-do-not-print"
     servers = {role: fresh_server(role, extra_args=("--requirepass", secret)) for role in config.ROLES}
+    for srv in servers.values():
+        with redis.Redis(port=srv.port, password=secret) as conn:
+            seed_foreign(conn)
     proc = run_cli("--redis", f"redis://:{secret}@127.0.0.1:{servers['redis'].port}/0",
                    "--valkey", f"redis://127.0.0.1:{servers['valkey'].port}/0",
                    "--scenarios", "basic_crud,lua_and_tx", "--out", str(tmp_path),
@@ -124,6 +135,8 @@ def test_the_password_never_appears_in_any_output(fresh_server, tmp_path: Path) 
     assert written, "no report written"
     for text in [proc.stdout, proc.stderr, *(p.read_text(errors="replace") for p in written)]:
         assert secret not in text
+    for srv in servers.values():
+        assert_foreign_intact(srv.port, password=secret)
 
 
 def test_acl_user_without_config_or_scripting_gets_warn_and_the_rest_runs(fresh_server, tmp_path: Path) -> None:
@@ -181,6 +194,9 @@ def test_tls_endpoint_with_ca_option(fresh_server, tls_files: dict[str, Path], t
         "--tls-port", tls_port, "--tls-cert-file", str(tls_files["server.crt"]),
         "--tls-key-file", str(tls_files["server.key"]), "--tls-ca-cert-file", str(tls_files["ca.crt"]),
         "--tls-auth-clients", "no"))
+    with redis.Redis(port=srv.port) as conn:  # the plain port, to seed and check
+        seed_foreign(conn)
+    before = config_snapshot(srv.port)
     url = f"rediss://127.0.0.1:{tls_port}/0"
     proc = run_cli("--redis", url, "--valkey", url, "--scenarios", "basic_crud",
                    "--tls-ca-cert", str(tls_files["ca.crt"]), "--out", str(tmp_path))
@@ -193,3 +209,26 @@ def test_tls_endpoint_with_ca_option(fresh_server, tls_files: dict[str, Path], t
     assert refused.returncode == 4 and len(refused.stderr.strip().splitlines()) == 1
     assert "Traceback" not in refused.stderr
     assert srv.alive()
+    assert_foreign_intact(srv.port)
+    assert config_snapshot(srv.port) == before
+
+
+def test_oom_replies_are_reported_not_hidden(fresh_server, tmp_path: Path) -> None:
+    """A full server under noeviction refuses writes with OOM: FAIL with the server's text, exit 1."""
+    srv = fresh_server(config.CANDIDATE, maxmemory="4mb")
+    with redis.Redis(port=srv.port) as conn:
+        seed_foreign(conn)
+        fillers = 0
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            for fillers in range(100):  # fill up to maxmemory: every further write is refused
+                conn.set(f"filler:{fillers}", b"x" * 256 * 1024)
+    before = config_snapshot(srv.port)
+    proc = run_cli("--redis", srv.url, "--valkey", srv.url, "--scenarios", "large_payloads", "--out", str(tmp_path))
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    large = results_of(tmp_path)["valkey"]["large_payloads"]
+    assert large["status"] == "FAIL" and "OOM command not allowed" in large["detail"]
+    with redis.Redis(port=srv.port) as conn:
+        assert conn.delete(*(f"filler:{n}" for n in range(fillers))) == fillers
+    assert_foreign_intact(srv.port)
+    assert config_snapshot(srv.port) == before

@@ -49,7 +49,7 @@ import redis
 
 from app import config
 from app.config import ScenarioOptions
-from app.scenarios.support import ScenarioContext, run_scenario
+from app.scenarios.support import ScenarioContext, plain, run_scenario
 
 NAME = "large_payloads"
 
@@ -119,7 +119,7 @@ def round_trip(ctx: ScenarioContext, label: str, trip: "RoundTrip", conn: Any) -
     """SET and GET, both timed (kept by record() in measured rounds), the GET checked byte for byte;
     False (and FAIL) when either went wrong."""
     trip.last_set_ms, reply = trip.set(conn)
-    if not ctx.check(reply == b"OK", f"{label}: SET replied {reply!r:.120}"):
+    if not ctx.check(reply == b"OK", f"{label}: SET replied {_reply_text(reply, ctx.prefix)}"):
         return False
     trip.last_get_ms, value = trip.get(conn)
     if value != trip.payload:  # the message is only built for a real mismatch
@@ -210,6 +210,12 @@ def _timed(conn: Any, packed: bytes) -> tuple[float, Any]:
     except redis.ResponseError as exc:
         reply = exc
     return round((time.perf_counter() - started) * 1000.0, 4), reply
+
+
+def _reply_text(reply: Any, prefix: str) -> str:
+    """A reply as the user should read it in a detail: an error as the server's own text."""
+    shown = plain(reply, prefix)
+    return shown["error"] if isinstance(shown, dict) and "error" in shown else f"{shown!r:.120}"
 
 
 def _median(samples: list[float]) -> float | None:
