@@ -58,6 +58,11 @@ PAYLOAD_BLOCK_SIZE = 4096
 PAYLOAD_SEED = 20240607
 # Untimed rounds before measuring (see the docstring: steady state of both allocators).
 WARM_UP_ROUNDS = 8
+# The runner runs this scenario in 3 rounds that alternate which server goes first and pools the
+# samples: repetitions within one round share one stretch of time and missed what varies between
+# stretches (measured on two processes of one binary: with 1 round, 5 of 30 pairs showed a 1-5 MiB
+# SET "beyond noise", by 0.2-2x; with 3 rounds, none of 55).
+ROUNDS = 3
 
 # Timings and raw samples are measurements, not behaviour: noise is handled by the comparison.
 METRIC_KINDS = {
