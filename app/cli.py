@@ -1,0 +1,36 @@
+"""The command line: `./rvc [options]` compares; `./rvc SUBCOMMAND ...` runs one of the other tools.
+
+Each subcommand lives in its own module with `main(argv) -> int`; this table is the only place that
+names them, so adding one is a module and one line here.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from importlib import import_module
+
+# name -> (module, one-line description shown by `./rvc help`)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def usage() -> str:
+    lines = ["usage: ./rvc [options]            compare the servers (./rvc --help lists the options)",
+             "       ./rvc test [pytest args]   run the test suite"]
+    lines += [f"       ./rvc {name:<22} {about}" for name, (_, about) in SUBCOMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "help":
+        print(usage())
+        return 0
+    if args and args[0] in SUBCOMMANDS:
+        module, _ = SUBCOMMANDS[args[0]]
+        return int(import_module(module).main(args[1:]) or 0)
+    return int(import_module("app.test_runner").main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
