@@ -30,6 +30,9 @@ VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")
 # Every kind the comparison can give a record (app/compare.py), so a rule's kind can be checked.
 KNOWN_KINDS = frozenset(SECTION_KINDS.values()) | {"reply", "error_text", "availability", "status"}
 RULE_FIELDS = frozenset({"scenario", "path", "kind"})
+# The optional `commands` names what a difference concerns, as an application calls it: "SET",
+# "CLIENT LIST" (a command and its subcommand); used to rank differences by how often they are called.
+COMMAND_NAME_PATTERN = re.compile(r"^[A-Z][A-Z0-9_-]*( [A-Z][A-Z0-9_-]*)?$")
 
 
 class CatalogueError(ValueError):
@@ -87,6 +90,7 @@ def _entry_problems(entry: Any) -> list[str]:
     if not isinstance(entry["observable"], bool):
         problems.append("observable must be true or false")
     problems.extend(_match_problems(entry))
+    problems.extend(_commands_problems(entry))
     return problems
 
 
@@ -105,6 +109,19 @@ def _match_problems(entry: dict[str, Any]) -> list[str]:
         elif rule.get("kind") is not None and rule["kind"] not in KNOWN_KINDS:
             problems.append(f"match rule kind {rule['kind']!r} is not a kind the comparison produces")
     return problems
+
+
+def _commands_problems(entry: dict[str, Any]) -> list[str]:
+    if "commands" not in entry:
+        return []
+    commands = entry["commands"]
+    if not isinstance(commands, list):
+        return ["commands must be a list of command names ([] when the difference concerns no command)"]
+    bad = [name for name in commands if not isinstance(name, str) or not COMMAND_NAME_PATTERN.match(name)]
+    if bad:
+        return [f"commands {bad!r} are not uppercase command names like 'SET' or 'CLIENT LIST'"]
+    repeated = sorted({name for name in commands if commands.count(name) > 1})
+    return [f"commands lists {repeated!r} more than once"] if repeated else []
 
 
 # --- versions -------------------------------------------------------------------------------------

@@ -81,10 +81,29 @@ def test_unobservable_entries_say_why_and_observable_ones_have_rules() -> None:
     ([good_entry(match=[{"scenario": "basic_crud"}])], "must have scenario and path"),
     ([good_entry(match=[{"scenario": "basic_crud", "path": "x", "kind": "latency"}])], "not a kind"),
     ([good_entry(url="github.com/x")], "https://"),
+    ([good_entry(commands="SET")], "commands must be a list"),
+    ([good_entry(commands=["set"])], "not uppercase command names"),
+    ([good_entry(commands=["CLIENT  LIST", None])], "not uppercase command names"),
+    ([good_entry(commands=["SET", "GET", "SET"])], r"\['SET'\] more than once"),
 ])
 def test_validation_names_the_problem(broken: list[dict[str, Any]], problem: str) -> None:
     with pytest.raises(CatalogueError, match=problem):
         validate({"entries": broken})
+
+
+def test_commands_name_commands_and_subcommands_or_nothing() -> None:
+    good = [good_entry(id="VK81-A", commands=["SET", "CLIENT LIST", "GEORADIUSBYMEMBER_RO", "CLIENT IMPORT-SOURCE"]),
+            good_entry(id="VK81-B", commands=[]), good_entry(id="VK81-C")]
+    assert validate({"entries": good}) == good
+
+
+def test_every_entry_names_the_commands_it_concerns() -> None:
+    for entry in ENTRIES:
+        assert isinstance(entry.get("commands"), list), entry["id"]
+    by_id = {entry["id"]: entry for entry in ENTRIES}
+    # A difference in a command's reply names that command; a new config default names none.
+    assert "CLIENT LIST" in by_id["VK81-CLIENT-LIST-FILTERS"]["commands"]
+    assert by_id["VK80-REPL-BACKLOG-SIZE"]["commands"] == []
 
 
 def test_an_unreadable_file_is_a_catalogue_error(tmp_path: Path) -> None:
