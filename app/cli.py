@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from importlib import import_module
 
 # name -> (module, one-line description shown by `./rvc help`)
-SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "versions": ("app.versions", "list the server versions that can be fetched and which are cached"),
+}
 
 
 def usage() -> str:
