@@ -142,9 +142,14 @@ def applies_to(entry: dict[str, Any], candidate_version: str | None) -> bool:
     return "removed_in" not in entry or version < parse_version(entry["removed_in"])
 
 
-def candidate_version_of(document: dict[str, Any]) -> str | None:
-    """The candidate's Valkey version from a run document's target identity (None if not Valkey)."""
-    identity = document.get("targets", {}).get(config.CANDIDATE, {}).get("identity", {})
+def candidate_version_of(document: dict[str, Any], name: str | None = None) -> str | None:
+    """A candidate's Valkey version from a run document's target identity (None if not Valkey).
+
+    Without a name, the first candidate's (the two-target run's "valkey")."""
+    targets = document.get("targets", {})
+    if name is None:
+        name = next((n for n, t in targets.items() if t.get("role") == config.CANDIDATE_ROLE), config.CANDIDATE)
+    identity = targets.get(name, {}).get("identity", {})
     return identity.get("version") if identity.get("product") == "valkey" else None
 
 
@@ -199,3 +204,22 @@ def documentation_summary(labelled: list[dict[str, Any]]) -> dict[str, int]:
     undocumented = [record for record in labelled if not record.get("documented")]
     return {"documented": len(labelled) - len(undocumented), "undocumented": len(undocumented),
             "undocumented_significant": sum(1 for r in undocumented if r.get("significant", True))}
+
+
+def label_for_targets(differences: list[dict[str, Any]], document: dict[str, Any],
+                      entries: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """label_differences for records of several candidates: each is labelled for its own target's version.
+
+    The catalogue documents Valkey's differences from Redis: a candidate that is not Valkey gets none."""
+    versions = {name: candidate_version_of(document, name) for name in document.get("targets", {})}
+    by_target: dict[str, list[int]] = {}
+    for index, record in enumerate(differences):
+        by_target.setdefault(record.get("target", ""), []).append(index)
+    labelled: list[dict[str, Any] | None] = [None] * len(differences)
+    for target, indices in by_target.items():
+        usable = entries if versions.get(target) else []
+        for index, record in zip(indices, label_differences([differences[i] for i in indices],
+                                                            versions.get(target), usable)):
+            labelled[index] = record
+    return [record for record in labelled if record is not None]
+

@@ -1,4 +1,10 @@
-"""Comparison: every place where the two servers' scenario metrics differ, as a record with a kind.
+"""Comparison: every place where a candidate's scenario metrics differ from the baseline's, as a record.
+
+The core takes N targets (document["targets"]: name -> {"role": baseline | candidate | control}): every
+candidate is compared with the one baseline, and every noise-control target (a second process of the
+baseline's binary) too. What a control shows against the baseline is noise, never a difference: the
+candidate records at the same place are marked `noise` and are not significant. Records hold the values
+under `values` keyed by target name, so a record reads the same for any number of targets.
 
 Kinds are derived from data (the metric section a value sits in, and the shape of error replies),
 not from scattered special cases: see SECTION_KINDS.
@@ -9,7 +15,9 @@ beyond the spread both servers show across their own repetitions, read from the 
 "<leaf>_samples" (see NOISE_RULE); otherwise it is "within noise". Repetitions taken back to back
 share one stretch of time, so the runner should run timing scenarios in rounds that alternate the
 servers and pool them with merge_rounds(). Memory figures from servers with different allocators
-carry a `caveat`. summarize() gives the counts a reader sees first.
+from servers with different allocators are marked `allocator_differs` and are not significant: they are
+partly the allocator, not the product. A scenario that FAILed on either side is not compared at all (a
+dead server is not a list of differences); it is listed under `not_compared`.
 """
 
 from __future__ import annotations
@@ -103,41 +111,46 @@ def _is_error(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"error"}
 
 
-def diff_metrics(scenario: str, left: Any, right: Any, path: list[str] | None = None,
-                 parents: tuple[Any, Any] | None = None) -> list[dict[str, Any]]:
+Names = tuple[str, str]  # (baseline target name, candidate target name)
+DEFAULT_NAMES: Names = (config.BASELINE, config.CANDIDATE)
+
+
+def diff_metrics(scenario: str, left: Any, right: Any, names: Names = DEFAULT_NAMES,
+                 path: list[str] | None = None, parents: tuple[Any, Any] | None = None) -> list[dict[str, Any]]:
     """Leaf-by-leaf differences between two metrics trees (left = baseline, right = candidate).
 
-    `parents` are the dicts holding left and right, where a leaf's "<name>_samples" sibling lives."""
+    `names` are the two targets' names, the keys of each record's `values`. `parents` are the dicts
+    holding left and right, where a leaf's "<name>_samples" sibling lives."""
     path = path or []
     if isinstance(left, dict) and isinstance(right, dict) and not (_is_error(left) or _is_error(right)):
         out = []
         for key in list(left) + [k for k in right if k not in left]:
-            out.extend(diff_metrics(scenario, left.get(key, _MISSING), right.get(key, _MISSING),
+            out.extend(diff_metrics(scenario, left.get(key, _MISSING), right.get(key, _MISSING), names,
                                     [*path, str(key)], (left, right)))
         return out
     if left == right:
         return []
-    record = difference(scenario, path, left, right)
+    record = difference(scenario, path, left, right, names)
     if record["kind"] == NOT_COMPARED:
         return []
-    samples = _sibling_samples(path, parents)
+    samples = _sibling_samples(path, parents, names)
     if samples:
-        record["spread"] = {role: spread(values) for role, values in samples.items()}
+        record["spread"] = {name: spread(values) for name, values in samples.items()}
     judge(record)
     return [record]
 
 
-def _sibling_samples(path: list[str], parents: tuple[Any, Any] | None) -> dict[str, list[float]]:
+def _sibling_samples(path: list[str], parents: tuple[Any, Any] | None, names: Names) -> dict[str, list[float]]:
     """The repetitions of a measured leaf on each server, when both recorded a list of numbers."""
     if not path or parents is None:
         return {}
-    name = path[-1] + SAMPLES_SUFFIX
+    leaf = path[-1] + SAMPLES_SUFFIX
     found = {}
-    for role, parent in zip((config.BASELINE, config.CANDIDATE), parents):
-        values = parent.get(name) if isinstance(parent, dict) else None
+    for name, parent in zip(names, parents):
+        values = parent.get(leaf) if isinstance(parent, dict) else None
         if not isinstance(values, list) or not values or not all(_is_number(v) for v in values):
             return {}
-        found[role] = values
+        found[name] = values
     return found
 
 
@@ -163,7 +176,7 @@ def _significance(record: dict[str, Any]) -> tuple[bool, str]:
         return True, "deterministic value"
     # The absolute floor is a time, so it only applies to timings, in the leaf's own unit.
     floor = MIN_DELTA_MS * time_unit_per_ms(record["path"]) if record["kind"] in NOISY_KINDS else 0.0
-    return beyond_noise(spreads[config.BASELINE], spreads[config.CANDIDATE], floor)
+    return beyond_noise(spreads[record["baseline"]], spreads[record["target"]], floor)
 
 
 def time_unit_per_ms(path: str) -> float:
@@ -196,16 +209,18 @@ class _Missing:
 _MISSING = _Missing()
 
 
-def difference(scenario: str, path: list[str], left: Any, right: Any) -> dict[str, Any]:
+def difference(scenario: str, path: list[str], left: Any, right: Any, names: Names = DEFAULT_NAMES) -> dict[str, Any]:
+    base, cand = names
     record: dict[str, Any] = {
         "scenario": scenario,
         "path": ".".join(path),
         "kind": kind_of(path, left, right, scenario),
-        config.BASELINE: None if left is _MISSING else left,
-        config.CANDIDATE: None if right is _MISSING else right,
+        "baseline": base,
+        "target": cand,
+        "values": {base: None if left is _MISSING else left, cand: None if right is _MISSING else right},
     }
     if left is _MISSING or right is _MISSING:
-        record["missing_on"] = config.BASELINE if left is _MISSING else config.CANDIDATE
+        record["missing_on"] = base if left is _MISSING else cand
     if _is_number(left) and _is_number(right):
         record["delta"] = right - left
         record["relative"] = (right - left) / abs(left) if left else None
@@ -216,35 +231,89 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def compare_results(results: dict[str, dict[str, dict[str, Any]]],
-                    identities: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Differences for every scenario both targets ran; a status difference is one too.
+# --- N targets: roles, the noise control, failed sides, allocators --------------------------------------
 
-    `identities` (role -> identity, or role -> target entry holding one) adds the allocator caveat
-    to memory figures when the two servers use different allocators."""
-    base, cand = results.get(config.BASELINE, {}), results.get(config.CANDIDATE, {})
+BASELINE_ROLE, CANDIDATE_ROLE, CONTROL_ROLE = config.BASELINE_ROLE, config.CANDIDATE_ROLE, config.CONTROL_ROLE
+NOISE_CONTROL_REASON = "noise: two processes of the baseline's binary differ here too (noise control {control})"
+
+
+def target_roles(results: dict[str, Any], targets: dict[str, dict[str, Any]] | None) -> dict[str, str]:
+    """name -> role. Without target entries the first result is the baseline and the rest candidates."""
+    if targets and all(isinstance(t, dict) and t.get("role") in (BASELINE_ROLE, CANDIDATE_ROLE, CONTROL_ROLE)
+                       for t in targets.values()):
+        return {name: entry["role"] for name, entry in targets.items()}
+    names = list(targets or results)
+    return {name: BASELINE_ROLE if i == 0 else CANDIDATE_ROLE for i, name in enumerate(names)}
+
+
+def baseline_of(roles: dict[str, str]) -> str:
+    found = [name for name, role in roles.items() if role == BASELINE_ROLE]
+    if len(found) != 1:
+        raise ValueError(f"exactly one baseline target is needed, found {found or 'none'}")
+    return found[0]
+
+
+def compare_pair(results: dict[str, dict[str, dict[str, Any]]], names: Names,
+                 not_compared: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Records for every scenario both targets ran. A scenario that FAILed on either side is skipped and
+    listed in `not_compared`; a status difference between OK and WARN is a record of its own."""
+    base, cand = (results.get(name, {}) for name in names)
     found: list[dict[str, Any]] = []
     for scenario in [s for s in base if s in cand]:
         a, b = base[scenario], cand[scenario]
+        failed = [name for name, res in zip(names, (a, b)) if res.get("status") == "FAIL"]
+        if failed:
+            if not_compared is not None:
+                not_compared.append({"scenario": scenario, "target": names[1], "failed_on": failed,
+                                     "reason": "; ".join(f"{n} FAILed: {r.get('detail', '')}"[:300]
+                                                         for n, r in zip(names, (a, b)) if n in failed)})
+            continue
         if a["status"] != b["status"]:
-            found.append(judge({"scenario": scenario, "path": "status", "kind": "status",
-                                config.BASELINE: a["status"], config.CANDIDATE: b["status"]}))
-        found.extend(diff_metrics(scenario, a.get("metrics", {}), b.get("metrics", {})))
-    caveat = allocator_caveat(identities)
-    if caveat:
-        for record in found:
-            if record["kind"] in ALLOCATOR_SENSITIVE_KINDS:
-                record["caveat"] = caveat
+            found.append(judge({"scenario": scenario, "path": "status", "kind": "status", "baseline": names[0],
+                                "target": names[1], "values": {names[0]: a["status"], names[1]: b["status"]}}))
+        found.extend(diff_metrics(scenario, a.get("metrics", {}), b.get("metrics", {}), names))
     return found
 
 
-def allocator_caveat(identities: dict[str, dict[str, Any]] | None) -> str | None:
-    """The caveat memory figures carry when the two servers' allocators differ (jemalloc vs libc)."""
-    if not identities:
+def compare_results(results: dict[str, dict[str, dict[str, Any]]],
+                    targets: dict[str, dict[str, Any]] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Every candidate and every noise control against the baseline.
+
+    Returns {"differences": candidate records, "noise": control records, "not_compared": skipped scenarios}.
+    `targets` (name -> target entry with role and identity) decides the roles and the allocators."""
+    roles = target_roles(results, targets)
+    base = baseline_of(roles)
+    not_compared: list[dict[str, Any]] = []
+    noise: list[dict[str, Any]] = []
+    for control in [n for n, r in roles.items() if r == CONTROL_ROLE]:
+        noise.extend(compare_pair(results, (base, control)))
+    noisy_places = {(r["scenario"], r["path"]): r["target"] for r in noise if r["significant"]}
+    differences: list[dict[str, Any]] = []
+    for cand in [n for n, r in roles.items() if r == CANDIDATE_ROLE]:
+        records = compare_pair(results, (base, cand), not_compared)
+        caveat = allocator_caveat(targets, (base, cand))
+        for record in records:
+            control = noisy_places.get((record["scenario"], record["path"]))
+            if control:
+                record["noise"] = True
+                record["significant"] = False
+                record["significance"] = NOISE_CONTROL_REASON.format(control=control)
+            if caveat and record["kind"] in ALLOCATOR_SENSITIVE_KINDS:
+                record["caveat"] = caveat
+                record["allocator_differs"] = True
+                if record["significant"]:
+                    record["significant"] = False
+                    record["significance"] = "allocator differs: " + caveat
+        differences.extend(records)
+    return {"differences": differences, "noise": noise, "not_compared": not_compared}
+
+
+def allocator_caveat(targets: dict[str, dict[str, Any]] | None, names: Names = DEFAULT_NAMES) -> str | None:
+    """The caveat memory figures carry when two servers' allocators differ (jemalloc vs libc)."""
+    if not targets:
         return None
     # A target entry holds its identity; a bare identity is accepted too.
-    plain = {role: (identities.get(role) or {}).get("identity", identities.get(role) or {})
-             for role in (config.BASELINE, config.CANDIDATE)}
+    plain = {name: (targets.get(name) or {}).get("identity", targets.get(name) or {}) for name in names}
     if any(not ident.get("mem_allocator") for ident in plain.values()):
         return None
     return allocator_warning(plain)
@@ -317,51 +386,3 @@ def _unstable_paths(scenario: str, trees: list[Any], path: tuple[str, ...] = ())
         return []
     kind = kind_of(list(path), first, next(t for t in trees if t != first), scenario)
     return [] if kind == NOT_COMPARED or kind in NOISY_KINDS else [".".join(path)]
-
-
-# --- the summary a reader sees first ---------------------------------------------------------------
-
-def is_documented(record: dict[str, Any]) -> bool:
-    """Labelled by the catalogue as a documented difference; no label means undocumented."""
-    return record.get("documented") is True
-
-
-def is_significant(record: dict[str, Any]) -> bool:
-    """Older records without the field are behaviour differences, hence significant."""
-    return record.get("significant", True) is not False
-
-
-def needs_attention(record: dict[str, Any]) -> bool:
-    """What a migrating team must look at first: significant and not documented anywhere."""
-    return is_significant(record) and not is_documented(record)
-
-
-def attention_order(differences: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Undocumented significant first, then documented significant, then within noise (stable)."""
-    def rank(record: dict[str, Any]) -> int:
-        return 0 if needs_attention(record) else 1 if is_significant(record) else 2
-    return sorted(differences, key=rank)
-
-
-def _counts(records: list[dict[str, Any]]) -> dict[str, int]:
-    return {"total": len(records),
-            "significant": sum(is_significant(r) for r in records),
-            "within_noise": sum(not is_significant(r) for r in records),
-            "documented": sum(is_documented(r) for r in records),
-            "undocumented": sum(not is_documented(r) for r in records),
-            "undocumented_significant": sum(needs_attention(r) for r in records)}
-
-
-def summarize(differences: list[dict[str, Any]]) -> dict[str, Any]:
-    """Counts overall, by kind and by scenario: significant vs within noise, documented vs not.
-
-    Kinds and scenarios are ordered with the most undocumented significant differences first."""
-    def grouped(field: str) -> dict[str, dict[str, int]]:
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for record in differences:
-            groups.setdefault(str(record.get(field, "")), []).append(record)
-        counted = {name: _counts(records) for name, records in groups.items()}
-        return dict(sorted(counted.items(), key=lambda kv: (-kv[1]["undocumented_significant"],
-                                                            -kv[1]["significant"], kv[0])))
-    return {**_counts(differences), "by_kind": grouped("kind"), "by_scenario": grouped("scenario"),
-            "noise_rule": NOISE_RULE}

@@ -10,9 +10,13 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# --- the two servers the user asked to compare -------------------------------------------------
+# --- the servers the user asked to compare ------------------------------------------------------
 
-# Role names are fixed: "redis" is the baseline, "valkey" the migration candidate.
+# A comparison has one baseline, one or more candidates, and optional noise controls (second
+# processes of the baseline's binary: what they differ in is noise, never a difference).
+BASELINE_ROLE, CANDIDATE_ROLE, CONTROL_ROLE = "baseline", "candidate", "control"
+
+# The two-target run's names: "redis" is the baseline, "valkey" the migration candidate.
 BASELINE = "redis"
 CANDIDATE = "valkey"
 ROLES = (BASELINE, CANDIDATE)

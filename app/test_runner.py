@@ -24,9 +24,10 @@ from typing import Any, NoReturn
 import redis
 
 from app import __version__, config
-from app.catalogue import candidate_version_of, label_differences
-from app.compare import compare_results, merge_rounds, summarize
-from app.identity import allocator_warning, identity_warnings, read_identity
+from app.catalogue import label_for_targets
+from app.compare import NOISE_RULE, compare_results, merge_rounds
+from app.findings import group_findings, summarize
+from app.identity import allocator_warning, expected, identity_warnings, read_identity
 from app.provision import ProvisionError
 from app.render.progress import Progress
 from app.render.progress import make_progress as terminal_progress
@@ -35,11 +36,13 @@ from app.render.table import render_table
 from app.scenarios import SCENARIO_NAMES, load
 from app.scenarios.support import CONFIG_JOURNAL, FAIL, result
 from app.servers import ServerStartError
-from app.targets import (Target, TargetError, binary_target, check_reachable, embedded_target,
+from app.targets import (Target, TargetError, binary_target, check_reachable, control_target, embedded_target,
                          external_target)
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SETUP, EXIT_TARGET, EXIT_OUTPUT, EXIT_NEW = 0, 1, 2, 3, 4, 5, 6
 EXIT_INTERRUPTED = 130
+# The report document's layout; app/report_schema.json describes it.
+SCHEMA_VERSION = 2
 
 
 class UsageError(Exception):
@@ -130,20 +133,39 @@ def _pick(listed: str | None, known: Sequence[str], what: str) -> list[str]:
     return [n for n in known if n in names]
 
 
-def make_target(role: str, args: argparse.Namespace) -> Target:
-    if getattr(args, role):
-        target = external_target(role, getattr(args, role))
+def make_target(name: str, args: argparse.Namespace) -> Target:
+    """The two-target run's "redis" (the baseline) or "valkey" (the candidate), as the options say."""
+    fields: dict[str, Any] = {"role": config.BASELINE_ROLE if name == config.BASELINE else config.CANDIDATE_ROLE,
+                              "expect": expected(name)}
+    if getattr(args, name):
+        target = external_target(name, getattr(args, name), **fields)
     elif args.docker:
-        target = external_target(role, config.DOCKER_URLS[role], source="docker")
-    elif getattr(args, f"{role}_server"):
-        return binary_target(role, getattr(args, f"{role}_server"))
+        target = external_target(name, config.DOCKER_URLS[name], source="docker", **fields)
+    elif getattr(args, f"{name}_server"):
+        return binary_target(name, getattr(args, f"{name}_server"), **fields)
     else:
-        return embedded_target(role)
+        return embedded_target(name, **fields)
     if args.db is not None:
         target.db = args.db
     if target.url.startswith("rediss://"):
         target.tls = tls_options(args)
     return target
+
+
+def noise_control_scenarios(scenario_names: Sequence[str]) -> tuple[str, ...]:
+    """The scenarios whose module sets NOISE_CONTROL: their values can vary between two processes of one
+    binary (timings, approximate LRU), so a second baseline process pays for itself there."""
+    return tuple(name for name in scenario_names if getattr(_module(name), "NOISE_CONTROL", False))
+
+
+def add_noise_control(targets: list[Target], scenario_names: Sequence[str]) -> list[Target]:
+    """The targets plus a second process of the baseline's binary, where the tool owns the baseline."""
+    wanted = noise_control_scenarios(scenario_names)
+    baseline = next((t for t in targets if t.role == config.BASELINE_ROLE), None)
+    if not wanted or baseline is None or any(t.role == config.CONTROL_ROLE for t in targets):
+        return targets
+    control = control_target(baseline, wanted)
+    return targets if control is None else [*targets, control]
 
 
 def run_scenario_safely(name: str, client: redis.Redis, options: config.ScenarioOptions) -> dict[str, Any]:
@@ -159,15 +181,39 @@ def run_scenario_safely(name: str, client: redis.Redis, options: config.Scenario
     return outcome
 
 
+def describe_targets(targets: list[Target], clients: dict[str, redis.Redis]) -> dict[str, dict[str, Any]]:
+    """Each target's report entry, its identity read from the server itself."""
+    described = {}
+    for target in targets:
+        identity = read_identity(clients[target.name])
+        described[target.name] = {
+            "name": target.name, "role": target.role, "url": target.display_url(), "source": target.source,
+            "owned": target.owned, "binary": target.binary_source, "identity": identity,
+            "expected": list(target.expect) if target.expect else None,
+            "scenarios": list(target.scenarios) if target.scenarios is not None else None,
+            "control_of": target.control_of,
+            # A control is the baseline's binary: the baseline's own warnings already say what it is.
+            "warnings": [] if target.role == config.CONTROL_ROLE else
+            identity_warnings(target.name, target.expect, identity)}
+    return described
+
+
 def run_comparison(targets: list[Target], scenario_names: list[str], *, timeout_s: float,
                    allow_server_changes: bool = False, run_id: str | None = None,
                    progress: Callable[[str, str], None] | None = None) -> dict[str, Any]:
-    """Measure: identities, every scenario on every target, differences. Prints nothing."""
+    """Measure: identities, every scenario on every target that runs it, differences, findings. Prints nothing.
+
+    The first target is the baseline unless a target says otherwise; noise controls are compared with
+    the baseline, and what they show is subtracted as noise."""
     run_id = run_id or new_run_id()
     started = dt.datetime.now(dt.timezone.utc)
+    if not any(t.role == config.BASELINE_ROLE for t in targets) and targets:
+        targets[0].role = config.BASELINE_ROLE
+    baseline = next(t for t in targets if t.role == config.BASELINE_ROLE)
     document: dict[str, Any] = {
-        "schema_version": 1, "tool": {"name": "redis-valkey-compat", "version": __version__},
-        "run_id": run_id, "started_at": started.isoformat(timespec="seconds"),
+        "schema_version": SCHEMA_VERSION, "kind": "comparison",
+        "tool": {"name": "redis-valkey-compat", "version": __version__},
+        "run_id": run_id, "started_at": started.isoformat(timespec="seconds"), "baseline": baseline.name,
         "scenarios": scenario_names, "targets": {}, "results": {}, "warnings": [], "differences": [],
         "completed": False,
     }
@@ -175,43 +221,32 @@ def run_comparison(targets: list[Target], scenario_names: list[str], *, timeout_
     for target in targets:
         client = target.client(timeout_s)
         check_reachable(target, client)
-        identity = read_identity(client)
-        clients[target.role] = client
-        document["targets"][target.role] = {
-            "role": target.role, "url": target.display_url(), "source": target.source,
-            "owned": target.owned, "binary": target.binary_source, "identity": identity,
-            "warnings": identity_warnings(target.role, identity)}
-        document["warnings"].extend(document["targets"][target.role]["warnings"])
-    alloc = allocator_warning({r: t["identity"] for r, t in document["targets"].items()})
-    if alloc:
-        document["warnings"].append(alloc)
+        clients[target.name] = client
+    document["targets"] = describe_targets(targets, clients)
+    for entry in document["targets"].values():
+        document["warnings"].extend(entry["warnings"])
+        if entry["role"] == config.CANDIDATE_ROLE:
+            alloc = allocator_warning({baseline.name: document["targets"][baseline.name]["identity"],
+                                       entry["name"]: entry["identity"]})
+            if alloc:
+                document["warnings"].append(alloc)
 
     prefix = f"rvc:{run_id.rsplit('-', 1)[-1]}:"
-    down: dict[str, str] = {}  # role -> the scenario during which it stopped answering
+    down: dict[str, str] = {}  # target -> the scenario during which it stopped answering
     try:
         for name in scenario_names:
-            rounds: dict[str, list[dict[str, Any]]] = {t.role: [] for t in targets}
+            running = [t for t in targets if t.runs(name)]
+            rounds: dict[str, list[dict[str, Any]]] = {t.name: [] for t in running}
             for index in range(scenario_rounds(name)):
                 # Alternate which server goes first: each server's repetitions then span the same
                 # stretches of time as the other's, so load changes are not read as a difference.
-                for target in (targets if index % 2 == 0 else targets[::-1]):
+                for target in (running if index % 2 == 0 else running[::-1]):
                     if progress:
-                        progress(name, target.role)
-                    if target.role in down:
-                        # A dead or frozen server would cost a timeout per command: fail fast instead.
-                        outcome = result(name, FAIL, f"not run: {target.role} stopped answering during "
-                                                     f"{down[target.role]}", {})
-                    else:
-                        options = config.ScenarioOptions(
-                            prefix=prefix, allow_server_changes=target.owned or allow_server_changes,
-                            server_is_owned=target.owned)
-                        outcome = run_scenario_safely(name, clients[target.role], options)
-                        if outcome["status"] == FAIL and not answers_ping(target):
-                            down[target.role] = name
-                            outcome["detail"] += f" ({target.role} no longer answers)"
-                    rounds[target.role].append(outcome)
-            for role, outcomes in rounds.items():
-                document["results"].setdefault(role, {})[name] = merge_rounds(outcomes)
+                        progress(name, target.name)
+                    rounds[target.name].append(run_on_target(target, name, clients[target.name], prefix,
+                                                             allow_server_changes, down))
+            for target_name, outcomes in rounds.items():
+                document["results"].setdefault(target_name, {})[name] = merge_rounds(outcomes)
         document["completed"] = True
     except Interrupted as exc:
         # Keep what was measured: the caller still writes the reports, marked as interrupted.
@@ -220,9 +255,7 @@ def run_comparison(targets: list[Target], scenario_names: list[str], *, timeout_
         # Reached on success and on interruption alike: what was measured is still compared and kept.
         problems = CONFIG_JOURNAL.restore()
         document["warnings"].extend(f"CONFIG restore: {p}" for p in problems)
-        document["differences"] = label_differences(
-            compare_results(document["results"], document["targets"]), candidate_version_of(document))
-        document["summary"] = summarize(document["differences"])
+        compare_document(document)
         finished = dt.datetime.now(dt.timezone.utc)
         document["finished_at"] = finished.isoformat(timespec="seconds")
         document["duration_s"] = round((finished - started).total_seconds(), 3)
@@ -231,18 +264,48 @@ def run_comparison(targets: list[Target], scenario_names: list[str], *, timeout_
     return document
 
 
+def run_on_target(target: Target, scenario: str, client: redis.Redis, prefix: str, allow_server_changes: bool,
+                  down: dict[str, str]) -> dict[str, Any]:
+    """One round of a scenario on one target; a target that stopped answering fails fast from then on."""
+    if target.name in down:
+        # A dead or frozen server would cost a timeout per command: fail fast instead.
+        return result(scenario, FAIL, f"not run: {target.name} stopped answering during {down[target.name]}", {})
+    options = config.ScenarioOptions(prefix=prefix, allow_server_changes=target.owned or allow_server_changes,
+                                     server_is_owned=target.owned)
+    outcome = run_scenario_safely(scenario, client, options)
+    if outcome["status"] == FAIL and not answers_ping(target):
+        down[target.name] = scenario
+        outcome["detail"] += f" ({target.name} no longer answers)"
+    return outcome
+
+
+def compare_document(document: dict[str, Any]) -> dict[str, Any]:
+    """Differences, noise, findings and summary of a document's results: the one comparison every
+    source of observations goes through."""
+    compared = compare_results(document["results"], document["targets"])
+    document["differences"] = label_for_targets(compared["differences"], document)
+    document["noise"] = compared["noise"]
+    document["not_compared"] = compared["not_compared"]
+    document["findings"] = group_findings(document["differences"])
+    document["summary"] = summarize(document["differences"], document["findings"], NOISE_RULE)
+    return document
+
+
 def make_progress() -> Callable[[str, str], None]:
     """What to show while scenarios run: one progress line on a terminal, nothing otherwise."""
     return terminal_progress()
 
 
+def _module(name: str) -> Any:
+    try:
+        return import_module(f"app.scenarios.{name}")
+    except ImportError:  # not a module of ours (a test's stand-in): run_scenario_safely reports it
+        return None
+
+
 def scenario_rounds(name: str) -> int:
     """How many alternating rounds a scenario runs (its module's ROUNDS; timing scenarios set 3)."""
-    try:
-        module = import_module(f"app.scenarios.{name}")
-    except ImportError:  # not a module of ours (a test's stand-in): run_scenario_safely reports it
-        return 1
-    return max(1, int(getattr(module, "ROUNDS", 1)))
+    return max(1, int(getattr(_module(name), "ROUNDS", 1)))
 
 
 def answers_ping(target: Target, timeout_s: float = 2.0) -> bool:
@@ -304,9 +367,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for role in args.roles:
             targets.append(make_target(role, args))
+        if len(targets) > 1:
+            targets = add_noise_control(targets, args.scenario_names)
         progress = make_progress()
         if isinstance(progress, Progress):  # tests substitute plain functions
-            progress.total = len(targets) * sum(map(scenario_rounds, args.scenario_names))
+            progress.total = sum(scenario_rounds(name) for t in targets for name in args.scenario_names
+                                 if t.runs(name))
         try:
             document = run_comparison(targets, args.scenario_names, timeout_s=args.timeout,
                                       allow_server_changes=args.allow_server_changes, run_id=run_id,
@@ -315,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if isinstance(progress, Progress):
                 progress.close()  # clear the progress line before the table is printed
         code = exit_code(document)
-        if code == EXIT_OK and args.fail_on_new and document["summary"].get("undocumented_significant"):
+        if code == EXIT_OK and args.fail_on_new and document["summary"].get("new"):
             code = EXIT_NEW
         if document.get("interrupted"):
             code = fail(f"interrupted by {document['interrupted']}; servers stopped, CONFIG restored, "

@@ -9,7 +9,10 @@ import redis
 
 from app import config
 from app.provision import embedded_binary
+from app.scenarios import SCENARIO_NAMES
 from app.servers import EmbeddedServer, embedded_pair
+from app.targets import Target
+from app.test_runner import run_comparison
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +20,14 @@ def embedded_servers() -> Iterator[dict[str, EmbeddedServer]]:
     """Both embedded servers, keyed by role; shared by the whole session, stopped at its end."""
     with embedded_pair("test") as started:
         yield started
+
+
+@pytest.fixture(scope="session")
+def full_run(embedded_servers: dict[str, EmbeddedServer]) -> dict:
+    """One real run of every registered scenario on the shared embedded servers, for the tests that read
+    a whole report document (findings, catalogue, reports)."""
+    targets = [Target(name=name, url=srv.url, source="embedded", owned=True) for name, srv in embedded_servers.items()]
+    return run_comparison(targets, list(SCENARIO_NAMES), timeout_s=config.DEFAULT_COMMAND_TIMEOUT_S)
 
 
 @pytest.fixture(params=config.ROLES)

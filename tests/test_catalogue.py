@@ -180,7 +180,7 @@ def test_summary_counts_documented_undocumented_and_significant() -> None:
 
 @pytest.fixture(scope="module")
 def run_document(embedded_servers: dict) -> dict[str, Any]:
-    targets = [Target(role=role, url=srv.url, source="embedded", owned=True)
+    targets = [Target(name=role, url=srv.url, source="embedded", owned=True)
                for role, srv in embedded_servers.items()]
     return run_comparison(targets, list(SCENARIO_NAMES), timeout_s=config.DEFAULT_COMMAND_TIMEOUT_S)
 
@@ -200,7 +200,7 @@ def test_documented_differences_carry_their_entry(run_document: dict[str, Any]) 
     assert {"VK80-LAZYFREE-DEFAULTS", "VK90-HASH-FIELD-EXPIRATION", "VK81-SET-IFEQ"} <= by_id
     lazy = [r for r in labelled if r["path"] == "config.lazyfree-lazy-user-del"]
     assert lazy and lazy[0]["catalogue_id"] == "VK80-LAZYFREE-DEFAULTS"
-    assert (lazy[0][config.BASELINE], lazy[0][config.CANDIDATE]) == ("no", "yes")
+    assert (lazy[0]["values"][config.BASELINE], lazy[0]["values"][config.CANDIDATE]) == ("no", "yes")
     summary = documentation_summary(labelled)
     assert summary["documented"] + summary["undocumented"] == len(run_document["differences"])
 
@@ -210,7 +210,7 @@ def test_server_name_is_a_metric_and_confirmed_by_the_identity(run_document: dic
     labelled = label_differences(run_document["differences"], catalogue.candidate_version_of(run_document))
     name = [r for r in labelled if r["path"] == "info_values.Server.server_name"]
     assert name and name[0]["catalogue_id"] == "VK72-INFO-SERVER-NAME"
-    assert (name[0][config.BASELINE], name[0][config.CANDIDATE]) == (None, "valkey")
+    assert (name[0]["values"][config.BASELINE], name[0]["values"][config.CANDIDATE]) == (None, "valkey")
     valkey = run_document["targets"][config.CANDIDATE]["identity"]
     assert valkey["product"] == "valkey" and valkey["redis_version_field"] == "7.2.4"
     assert run_document["targets"][config.BASELINE]["identity"]["product"] == "redis"

@@ -11,8 +11,7 @@ import pytest
 import redis
 
 from app import compare, config
-from app.compare import (attention_order, beyond_noise, compare_results, diff_metrics, merge_rounds, spread,
-                         summarize)
+from app.compare import beyond_noise, compare_results, diff_metrics, merge_rounds, spread
 from app.identity import read_identity
 from app.scenarios import SCENARIO_NAMES
 from app.targets import Target
@@ -37,7 +36,7 @@ def test_record_holds_both_values_kind_and_numeric_deltas() -> None:
     diffs = diff_metrics("synthetic", {"memory_usage": {"1KB": 1368}, "replies": {"GET": "a"}},
                          {"memory_usage": {"1KB": 1104}, "replies": {"GET": "b"}})
     mem = one(diffs, "memory_usage.1KB")
-    assert (mem["kind"], mem[B], mem[C], mem["delta"]) == ("memory", 1368, 1104, -264)
+    assert (mem["kind"], mem["values"][B], mem["values"][C], mem["delta"]) == ("memory", 1368, 1104, -264)
     assert mem["relative"] == pytest.approx(-264 / 1368)
     reply = one(diffs, "replies.GET")
     assert reply["kind"] == "reply" and "delta" not in reply
@@ -59,7 +58,7 @@ def test_error_texts_and_unknown_commands_get_their_own_kinds() -> None:
 
 def test_a_value_missing_on_one_server_is_significant() -> None:
     rec = one(diff_metrics("synthetic", {"replies": {"a": 1}}, {"replies": {}}), "replies.a")
-    assert rec["missing_on"] == C and rec[C] is None and rec["significant"] is True
+    assert rec["missing_on"] == C and rec["values"][C] is None and rec["significant"] is True
 
 
 def test_sample_lists_are_never_differences_even_without_metric_kinds() -> None:
@@ -122,7 +121,13 @@ def test_beyond_noise_rule_boundaries() -> None:
 
 # --- the allocator caveat -----------------------------------------------------------------------------
 
-def test_memory_differences_carry_the_caveat_of_the_real_allocators(embedded_servers: dict) -> None:
+def targets_of(identities: dict[str, dict]) -> dict[str, dict]:
+    """Target entries as the report holds them: the first is the baseline."""
+    return {name: {"role": "baseline" if i == 0 else "candidate", "identity": ident}
+            for i, (name, ident) in enumerate(identities.items())}
+
+
+def test_memory_differences_are_not_significant_when_the_real_allocators_differ(embedded_servers: dict) -> None:
     identities = {}
     for role, srv in embedded_servers.items():
         with redis.Redis(port=srv.port) as conn:
@@ -130,22 +135,59 @@ def test_memory_differences_carry_the_caveat_of_the_real_allocators(embedded_ser
     assert identities[B]["mem_allocator"].split("-")[0] != identities[C]["mem_allocator"].split("-")[0]
     results = {B: {"s": result({"memory_usage": {"v": 80}, "encodings": {"v": "embstr"}})},
                C: {"s": result({"memory_usage": {"v": 56}, "encodings": {"v": "raw"}})}}
-    diffs = compare_results(results, identities)
-    caveat = one(diffs, "memory_usage.v")["caveat"]
-    assert identities[B]["mem_allocator"] in caveat and identities[C]["mem_allocator"] in caveat
-    assert "caveat" not in one(diffs, "encodings.v")
-    # The same servers' target entries (as the report holds them) work too; no identities: no caveat.
-    assert "caveat" in one(compare_results(results, {r: {"identity": i} for r, i in identities.items()}),
-                           "memory_usage.v")
-    assert "caveat" not in one(compare_results(results), "memory_usage.v")
-    same = {B: identities[C], C: identities[C]}
-    assert "caveat" not in one(compare_results(results, same), "memory_usage.v")
+    diffs = compare_results(results, targets_of(identities))["differences"]
+    memory = one(diffs, "memory_usage.v")
+    assert identities[B]["mem_allocator"] in memory["caveat"] and identities[C]["mem_allocator"] in memory["caveat"]
+    assert memory["allocator_differs"] is True and memory["significant"] is False
+    assert memory["values"] == {B: 80, C: 56}  # both values are kept, only the verdict changes
+    encoding = one(diffs, "encodings.v")
+    assert "caveat" not in encoding and encoding["significant"] is True
+    # Without identities nothing is known about the allocators; with one allocator there is no caveat.
+    assert "caveat" not in one(compare_results(results)["differences"], "memory_usage.v")
+    same = targets_of({B: identities[C], C: identities[C]})
+    assert one(compare_results(results, same)["differences"], "memory_usage.v")["significant"] is True
 
 
 def test_a_status_difference_is_a_significant_record() -> None:
-    diffs = compare_results({B: {"s": result({}, "WARN")}, C: {"s": result({}, "OK")}})
+    diffs = compare_results({B: {"s": result({}, "WARN")}, C: {"s": result({}, "OK")}})["differences"]
     rec = one(diffs, "status")
-    assert (rec["kind"], rec[B], rec[C], rec["significant"]) == ("status", "WARN", "OK", True)
+    assert (rec["kind"], rec["values"][B], rec["values"][C], rec["significant"]) == ("status", "WARN", "OK", True)
+
+
+def test_a_scenario_that_failed_on_either_side_is_not_compared() -> None:
+    results = {B: {"s": result({"replies": {"a": 1}}), "t": result({"replies": {"a": 1}})},
+               C: {"s": result({"replies": {"a": None}}, "FAIL"), "t": result({"replies": {"a": 2}})}}
+    compared = compare_results(results)
+    assert [r["scenario"] for r in compared["differences"]] == ["t"]
+    assert compared["not_compared"] == [{"scenario": "s", "target": C, "failed_on": [C], "reason": f"{C} FAILed: "}]
+
+
+# --- N targets and the noise control ------------------------------------------------------------------------
+
+def test_every_candidate_is_compared_with_the_one_baseline() -> None:
+    results = {"r72": {"s": result({"replies": {"a": 1, "b": 1}})},
+               "v80": {"s": result({"replies": {"a": 2, "b": 1}})},
+               "v90": {"s": result({"replies": {"a": 2, "b": 3}})}}
+    targets = {"r72": {"role": "baseline"}, "v80": {"role": "candidate"}, "v90": {"role": "candidate"}}
+    diffs = compare_results(results, targets)["differences"]
+    assert sorted((d["target"], d["path"], d["values"][d["target"]]) for d in diffs) == [
+        ("v80", "replies.a", 2), ("v90", "replies.a", 2), ("v90", "replies.b", 3)]
+    assert all(d["baseline"] == "r72" and d["values"]["r72"] == 1 for d in diffs)
+
+
+def test_what_the_noise_control_shows_is_noise_never_a_difference() -> None:
+    results = {B: {"s": result({"replies": {"random": "x", "fixed": "a"}})},
+               "control": {"s": result({"replies": {"random": "y", "fixed": "a"}})},
+               C: {"s": result({"replies": {"random": "z", "fixed": "b"}})}}
+    targets = {B: {"role": "baseline"}, "control": {"role": "control"}, C: {"role": "candidate"}}
+    compared = compare_results(results, targets)
+    assert [r["path"] for r in compared["noise"]] == ["replies.random"]
+    random, fixed = one(compared["differences"], "replies.random"), one(compared["differences"], "replies.fixed")
+    assert random["noise"] is True and random["significant"] is False and "noise control" in random["significance"]
+    assert fixed["significant"] is True and "noise" not in fixed
+    # Exactly one baseline is required.
+    with pytest.raises(ValueError):
+        compare_results(results, {B: {"role": "candidate"}, "control": {"role": "control"}, C: {"role": "candidate"}})
 
 
 # --- rounds -------------------------------------------------------------------------------------------
@@ -169,41 +211,21 @@ def test_merge_rounds_warns_when_a_compared_metric_changes_between_rounds() -> N
     assert merge_rounds(rounds[:2])["status"] == "WARN"
 
 
-# --- summary ------------------------------------------------------------------------------------------
-
-def test_summary_counts_kinds_noise_and_documentation() -> None:
-    records = [
-        {"scenario": "a", "path": "x", "kind": "encoding", "significant": True, "documented": True,
-         "catalogue_id": "valkey-8.0-embed-key", "source": "Valkey 8.0 release notes"},
-        {"scenario": "a", "path": "y", "kind": "encoding", "significant": True},
-        {"scenario": "b", "path": "z", "kind": "timing", "significant": False},
-        {"scenario": "b", "path": "w", "kind": "reply"},  # no fields: significant, undocumented
-    ]
-    summary = summarize(records)
-    assert {k: summary[k] for k in ("total", "significant", "within_noise", "documented", "undocumented",
-                                    "undocumented_significant")} == {
-        "total": 4, "significant": 3, "within_noise": 1, "documented": 1, "undocumented": 3,
-        "undocumented_significant": 2}
-    assert summary["by_kind"]["encoding"]["documented"] == 1
-    assert summary["by_kind"]["timing"]["within_noise"] == 1
-    assert summary["by_scenario"]["b"]["undocumented_significant"] == 1
-    assert [r["path"] for r in attention_order(records)] == ["y", "w", "x", "z"]
-
-
 # --- the whole default suite on two processes of one binary ------------------------------------------
 
 def test_two_processes_of_one_binary_show_no_significant_difference(fresh_server: object) -> None:
     first, second = fresh_server(C), fresh_server(C)
-    targets = [Target(role=B, url=first.url, source="embedded", owned=True),
-               Target(role=C, url=second.url, source="embedded", owned=True)]
+    targets = [Target(name=B, url=first.url, source="embedded", owned=True),
+               Target(name=C, url=second.url, source="embedded", owned=True)]
     document = run_comparison(targets, list(SCENARIO_NAMES), timeout_s=config.DEFAULT_COMMAND_TIMEOUT_S)
     assert document["completed"]
     failed = {f"{role}/{name}": res["detail"] for role, per in document["results"].items()
               for name, res in per.items() if res["status"] == "FAIL"}
     assert not failed, failed
-    significant = [(d["scenario"], d["path"], d.get(B), d.get(C), d.get("significance"))
+    significant = [(d["scenario"], d["path"], d["values"].get(B), d["values"].get(C), d.get("significance"))
                    for d in document["differences"] if d.get("significant", True)]
     assert significant == []
+    assert document["summary"]["new"] == 0 and document["summary"]["documented"] == 0
     # Whatever remains is a measured number within noise, never behaviour.
     assert {d["kind"] for d in document["differences"]} <= compare.NOISY_KINDS
 

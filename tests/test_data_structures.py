@@ -302,7 +302,7 @@ def test_memory_usage_is_recorded_for_every_shape(metrics: dict[str, Any]) -> No
                          ids=["replies-and-errors", "memory", "commands"])
 def test_each_difference_with_its_value_on_each_side(differences: dict[str, dict[str, Any]],
                                                      expected: dict[str, tuple[Any, Any]]) -> None:
-    found = {path: (d["redis"], d["valkey"]) for path, d in differences.items() if path in expected}
+    found = {path: (d["values"]["redis"], d["values"]["valkey"]) for path, d in differences.items() if path in expected}
     assert found == expected
 
 

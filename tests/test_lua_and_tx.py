@@ -183,9 +183,9 @@ def test_differences_are_exactly_these(results: dict[str, dict[str, Any]]) -> No
                                                 results["valkey"]["metrics"])}
     assert set(diffs) == set(EXPECTED) | set(LIST_DIFFERENCES)
     for path, (on_redis, on_valkey) in EXPECTED.items():
-        assert (diffs[path]["redis"], diffs[path]["valkey"]) == (on_redis, on_valkey), path
+        assert (diffs[path]["values"]["redis"], diffs[path]["values"]["valkey"]) == (on_redis, on_valkey), path
     for path, (only_redis, only_valkey) in LIST_DIFFERENCES.items():
-        left, right = set(diffs[path]["redis"]), set(diffs[path]["valkey"])
+        left, right = set(diffs[path]["values"]["redis"]), set(diffs[path]["values"]["valkey"])
         assert (left - right, right - left) == (only_redis, only_valkey), path
     for path, record in diffs.items():
         expected_kind = next((k for p, k in KINDS.items() if path.startswith(p)), None)

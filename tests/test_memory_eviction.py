@@ -18,9 +18,10 @@ from app.config import ScenarioOptions
 from app.scenarios import memory_eviction
 from tests.conftest import scenario_keys
 
-MAXMEMORY = config.EVICTION_MAXMEMORY
+# The fill's room above what the server already holds: 64 MiB and half a value (see the scenario).
+BUDGET = config.EVICTION_MAXMEMORY + int(memory_eviction.BUDGET_OFFSET_VALUES * config.EVICTION_VALUE_SIZE)
 VALUE = config.EVICTION_VALUE_SIZE
-WRITES = 128  # EVICTION_FILL_FACTOR 2.0 x 64 MiB / 1 MiB
+WRITES = 128  # EVICTION_FILL_FACTOR 2.0 x the 64 MiB budget / 1 MiB
 # Equal-length prefixes: MEMORY USAGE includes the key name, so runs stay comparable byte for byte.
 PREFIXES = ("rvc:evict1:", "rvc:evict2:")
 WATCHED = ("maxmemory", "maxmemory-policy", "maxmemory-samples")
@@ -97,14 +98,17 @@ def test_samples_track_the_fill_within_bounds(first: dict) -> None:
     assert [s["keys_written"] for s in samples] == list(range(1, WRITES + 1))
     evicted = [s["evicted"] for s in samples]
     assert evicted == sorted(evicted) and evicted[-1] == m["evicted_count"]
+    maxmemory = m["eviction"]["maxmemory"]
+    base = m["memory"]["used_memory before fill"] - m["memory"]["client buffers before fill"]
+    assert maxmemory == base + BUDGET
     # Upper bound: INFO is answered after the server's pre-command eviction (scenario's slack: 256 KiB).
-    assert max(s["used_memory"] for s in samples) <= MAXMEMORY + memory_eviction.SAMPLE_SLACK_BYTES
+    assert max(s["used_memory"] for s in samples) <= maxmemory + memory_eviction.SAMPLE_SLACK_BYTES
     # Lower bound once evicting: eviction frees only what is needed, so memory stays within one
     # bigkey (MEMORY USAGE, allocator rounding included) of maxmemory.
     bigkey = m["memory"]["MEMORY USAGE of a bigkey"]
     first_eviction = m["eviction"]["first eviction after keys written"]
     for sample in samples[first_eviction - 1:]:
-        assert MAXMEMORY - bigkey - 64 * 1024 <= sample["used_memory"] <= MAXMEMORY, sample
+        assert maxmemory - bigkey - 64 * 1024 <= sample["used_memory"] <= maxmemory, sample
     assert m["memory"]["lazyfree_pending_objects at end of fill"] == 0
 
 
@@ -141,16 +145,18 @@ def _expand_ranges(text: str) -> set[int]:
 
 # --- what differs between the two servers ---------------------------------------------------------
 
-def test_capacity_follows_from_memory_in_use_and_the_cost_of_a_key(first: dict) -> None:
-    """keys kept = floor((maxmemory - used_memory before the fill) / MEMORY USAGE of a bigkey) - 1.
+def test_capacity_follows_from_the_budget_and_the_cost_of_a_key(first: dict) -> None:
+    """keys kept = floor(budget / MEMORY USAGE of a bigkey) - 1, whatever the server used before.
 
-    The -1 is the 1 MiB argument of the write in flight, held in the query buffer when the server
-    evicts. Measured: fresh servers (Redis 1.09 MB in use: 49 kept; Valkey 1.14 MB: 61) and servers
-    after other scenarios (Redis 5.66 MB: 45); the floor can move by one when the quotient sits on an
-    integer, hence +-1. The first eviction comes with the write after the last key that fits.
+    maxmemory is used_memory at the start of the fill + the budget, so the room is the budget. The -1
+    is the 1 MiB argument of the write in flight, held in the query buffer when the server evicts; the
+    floor can move by one when the quotient sits on an integer, hence +-1. The first eviction comes
+    with the write after the last key that fits.
     """
     m = first["metrics"]
-    room = MAXMEMORY - m["memory"]["used_memory before fill"]
+    room = m["eviction"]["maxmemory"] - (m["memory"]["used_memory before fill"]
+                                         - m["memory"]["client buffers before fill"])
+    assert room == BUDGET
     expected = room // m["memory"]["MEMORY USAGE of a bigkey"] - 1
     assert abs(m["keys_after"] - expected) <= 1, (m["keys_after"], expected, m["memory"])
     assert abs(m["eviction"]["first eviction after keys written"] - (m["keys_after"] + 1)) <= 1
@@ -288,3 +294,17 @@ def test_foreign_keys_block_the_fill(client: redis.Redis, watched: dict) -> None
         assert out["metrics"]["memory_samples"] == []
     finally:
         client.delete(foreign)
+
+
+def test_counts_do_not_depend_on_what_ran_before(full_run: dict, fresh_server: Any) -> None:
+    """Alone on a fresh process and after every other scenario (the full run, which leaves latency
+    histograms, scripts and buffers behind): the same keys kept and evicted on each server."""
+    for role in config.ROLES:
+        after_others = full_run["results"][role]["memory_eviction"]["metrics"]
+        srv = fresh_server(role)
+        with redis.Redis(port=srv.port, socket_timeout=10) as conn:
+            alone = memory_eviction.run(conn, owned("rvc:alone:"))["metrics"]
+        assert after_others["memory"]["used_memory before fill"] > alone["memory"]["used_memory before fill"]
+        assert (alone["keys_after"], alone["evicted_count"]) == (after_others["keys_after"],
+                                                                  after_others["evicted_count"]), role
+

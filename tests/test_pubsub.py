@@ -203,7 +203,7 @@ def test_differences_are_exactly_the_known_ones(results: dict) -> None:
     assert set(behaviour) == set(EXPECTED_DIFFERENCES)
     for path, (kind, redis_value, valkey_value) in EXPECTED_DIFFERENCES.items():
         record = behaviour[path]
-        assert (record["kind"], record["redis"], record["valkey"]) == (kind, redis_value, valkey_value), path
+        assert (record["kind"], record["values"]["redis"], record["values"]["valkey"]) == (kind, redis_value, valkey_value), path
     # latencies differ between any two runs: only the median is compared, as a timing
     assert {d["path"] for d in found if d["kind"] == "timing"} <= {
         "timings.publish to receive RESP2.median_us", "timings.publish to receive RESP3.median_us"}

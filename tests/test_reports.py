@@ -9,9 +9,11 @@ import json
 import os
 import pty
 import re
+import select
 import shutil
 import struct
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Iterator
@@ -23,13 +25,12 @@ import jsonschema
 import pytest
 
 from app import config
-from app.compare import needs_attention, summarize
-from app.render.html import ROLE_COLOURS, render_html
+from app.findings import NEW
+from app.render.html import render_html, target_colours
 from app.render.junit import render_junit
 from app.render.markdown import render_markdown
 from app.render.progress import Progress, make_progress
 from app.render.reports import REPORT_FILES, write_reports
-from app.scenarios import SCENARIO_NAMES
 from app.targets import Target
 from app.test_runner import run_comparison
 
@@ -41,13 +42,9 @@ HOSTILE = ("<script>document.body.setAttribute('data-pwned','1')</script>"
 
 
 @pytest.fixture(scope="module")
-def document(embedded_servers: dict) -> dict[str, Any]:
-    """One real run of every registered scenario on the embedded Redis and Valkey."""
-    targets = [Target(role=role, url=srv.url, source="embedded", owned=True)
-               for role, srv in embedded_servers.items()]
-    doc = run_comparison(targets, list(SCENARIO_NAMES), timeout_s=config.DEFAULT_COMMAND_TIMEOUT_S)
-    doc["summary"] = summarize(doc["differences"])
-    return doc
+def document(full_run: dict) -> dict[str, Any]:
+    """One real run of every registered scenario on the embedded Redis and Valkey (a copy: reports add to it)."""
+    return copy.deepcopy(full_run)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +63,14 @@ def with_hostile_values(doc: dict[str, Any]) -> dict[str, Any]:
     """A copy where a difference, a metric, a detail and a warning hold hostile server text."""
     doc = copy.deepcopy(doc)
     doc["differences"].insert(0, {"scenario": "basic_crud", "path": "replies.hostile", "kind": "reply",
-                                  B: HOSTILE, C: {"error": HOSTILE}, "significant": True})
+                                  "baseline": B, "target": C, "values": {B: HOSTILE, C: {"error": HOSTILE}},
+                                  "significant": True, "finding": "U-hostile"})
+    doc["findings"].insert(0, {"id": "U-hostile", "target": C, "baseline": B, "title": HOSTILE, "class": NEW,
+                               "new": True, "significant": True, "documented": False, "scenarios": ["basic_crud"],
+                               "kinds": ["reply"], "records": 1, "signature": "hostile", "why": None,
+                               "catalogue_id": None, "source": None, "source_url": None,
+                               "examples": [{"scenario": "basic_crud", "path": "replies.hostile",
+                                             "values": {B: HOSTILE, C: {"error": HOSTILE}}}]})
     doc["results"][B]["basic_crud"]["metrics"].setdefault("replies", {})["hostile"] = HOSTILE
     doc["results"][C]["basic_crud"]["detail"] = HOSTILE
     doc["warnings"].append(HOSTILE)
@@ -91,8 +95,11 @@ def test_the_schema_rejects_broken_documents(document: dict, schema: dict) -> No
     del broken["targets"][C]["identity"]["mem_allocator"]
     assert validate(broken, schema)
     broken = copy.deepcopy(document)
-    broken["differences"].append({"scenario": "x", "path": "y", "kind": "reply", B: 1})  # no candidate value
+    broken["differences"].append({"scenario": "x", "path": "y", "kind": "reply", B: 1})  # no values, no target
     assert validate(broken, schema)
+    broken = copy.deepcopy(document)
+    broken["findings"][0]["class"] = "probably"
+    assert any("probably" in e for e in validate(broken, schema))
 
 
 def test_write_reports_puts_four_files_in_one_folder(document: dict, tmp_path: Path) -> None:
@@ -162,9 +169,8 @@ def test_html_shows_identities_caveats_and_summary(document: dict) -> None:
             assert target["identity"][field] in text
     for warning in document["warnings"]:
         assert warning in text  # allocator and stand-in version caveats
-    attention = [d for d in document["differences"] if needs_attention(d)]
-    count = re.search(r'id="count-undocumented">(\d+)<', page)
-    assert count and int(count.group(1)) == len(attention)
+    count = re.search(r'id="count-new">(\d+)<', page)
+    assert count and int(count.group(1)) == document["summary"]["new"] > 0
     for scenario in document["scenarios"]:
         assert parsed.find("section", id=f"scenario-{scenario}"), scenario
 
@@ -175,10 +181,12 @@ def test_html_lists_every_difference_in_its_scenario(document: dict) -> None:
         section = page.split(f'id="scenario-{scenario}"', 1)[1].split("<section", 1)[0]
         expected = [d for d in document["differences"] if d["scenario"] == scenario]
         assert section.count('<tr class="difference') == len(expected), scenario
-    # The "look at these first" table holds exactly the undocumented significant ones.
-    expected = sum(map(needs_attention, document["differences"]))
-    _, found, rest = page.partition('id="attention-table"')
-    assert (rest.split("</table>", 1)[0].count('<tr class="difference') if found else 0) == expected
+    # The findings table holds every finding, NEW ones marked, each with all its records in its detail.
+    _, found, rest = page.partition('id="findings-table"')
+    table = rest.split('<section', 1)[0]
+    assert found and table.count('<tr class="finding class-new"') == document["summary"]["new"]
+    assert table.count('<tr class="finding') == len(document["findings"])
+    assert table.count('<tr class="difference') == len(document["differences"])
 
 
 def test_html_charts_draw_one_line_per_server_and_a_point_per_measurement(document: dict) -> None:
@@ -215,7 +223,8 @@ def test_junit_has_a_case_per_scenario_and_server_and_fails_the_right_ones(docum
     root = ET.fromstring(render_junit(document))
     cases = {(c.get("classname").rsplit(".", 1)[1], c.get("name")): c for c in root.iter("testcase")}
     assert set(cases) == {(r, s) for r in document["targets"] for s in document["scenarios"]}
-    attention = {d["scenario"] for d in document["differences"] if needs_attention(d)}
+    attention = {s for f in document["findings"] if f["class"] == NEW for s in f["scenarios"]}
+    assert attention
     for (role, scenario), case in cases.items():
         status = document["results"][role][scenario]["status"]
         expect_failure = status == "FAIL" or (role == C and scenario in attention)
@@ -224,8 +233,9 @@ def test_junit_has_a_case_per_scenario_and_server_and_fails_the_right_ones(docum
     assert int(root.get("failures")) == failures and int(root.get("tests")) == len(cases)
     # Once every difference is documented, only FAILs remain failures.
     documented = copy.deepcopy(document)
-    for diff in documented["differences"]:
-        diff.update(documented=True, catalogue_id="test", source="test")
+    for finding in documented["findings"]:
+        finding.update(documented=True, catalogue_id="test", source="test", new=False,
+                       **{"class": "documented"})
     root = ET.fromstring(render_junit(documented))
     fails = {r for r, per in document["results"].items() for res in per.values() if res["status"] == "FAIL"}
     assert int(root.get("failures")) == sum(res["status"] == "FAIL" for per in document["results"].values()
@@ -260,6 +270,18 @@ def test_progress_is_quiet_when_stderr_is_not_a_terminal() -> None:
     assert stream.getvalue() == "" and progress.count == 1
 
 
+def read_until(fd: int, ending: str, deadline_s: float) -> str:
+    """Everything a pty gives until the text ends with `ending`: one read may return only the first
+    update on a loaded machine."""
+    deadline = time.monotonic() + deadline_s
+    shown = ""
+    while not shown.endswith(ending) and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if ready:
+            shown += os.read(fd, 4096).decode()
+    return shown
+
+
 def test_progress_shows_scenario_and_server_on_a_terminal() -> None:
     leader, follower = pty.openpty()
     try:
@@ -268,7 +290,7 @@ def test_progress_shows_scenario_and_server_on_a_terminal() -> None:
                 assert progress.enabled
                 progress("basic_crud", B)
                 progress("basic_crud", C)
-        shown = os.read(leader, 4096).decode()
+        shown = read_until(leader, "\r\x1b[2K", deadline_s=30)
     finally:
         os.close(leader)
         os.close(follower)
@@ -279,7 +301,7 @@ def test_progress_shows_scenario_and_server_on_a_terminal() -> None:
 def test_progress_runs_inside_a_real_comparison(document: dict, embedded_servers: dict) -> None:
     stream = io.StringIO()
     progress = Progress(total=2, stream=stream, enabled=True)
-    targets = [Target(role=r, url=s.url, source="embedded", owned=True) for r, s in embedded_servers.items()]
+    targets = [Target(name=r, url=s.url, source="embedded", owned=True) for r, s in embedded_servers.items()]
     run_comparison(targets, ["basic_crud"], timeout_s=10, progress=progress)
     progress.close()
     assert progress.count == 2 and "[2/2] basic_crud on valkey" in stream.getvalue()
@@ -379,5 +401,5 @@ def test_chromium_renders_the_report_and_its_charts(document: dict, chromium: st
     assert (width, height) == (1400, 2800)
     bpp = 4 if shot.read_bytes()[25] == 6 else 3
     # The servers' line colours appear only in the charts: both were painted.
-    painted = count_colours(rows, bpp, ROLE_COLOURS)
+    painted = count_colours(rows, bpp, target_colours(document))
     assert all(n > 300 for n in painted.values()), painted

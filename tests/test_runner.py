@@ -15,6 +15,7 @@ import redis
 from app import config, test_runner
 from app.provision import embedded_binary
 from app.servers import EmbeddedServer
+from app.identity import expected
 from app.targets import Target
 from tests.conftest import scenario_keys
 
@@ -22,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def targets_for(servers: dict[str, EmbeddedServer], owned: bool = True) -> list[Target]:
-    return [Target(role=role, url=srv.url, source="embedded", owned=owned) for role, srv in servers.items()]
+    return [Target(name=role, url=srv.url, source="embedded", owned=owned, expect=expected(role))
+            for role, srv in servers.items()]
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -190,7 +192,7 @@ def test_fail_on_new_gates_ci_on_undocumented_differences(tmp_path: Path) -> Non
     # basic_crud finds the embstr/raw encoding change, which no Valkey release note states.
     gated = run_cli("--scenarios", "basic_crud", "--fail-on-new", "--out", str(tmp_path / "gated"))
     document = json.loads((tmp_path / "gated" / "report.json").read_text())
-    assert document["summary"]["undocumented_significant"] > 0
+    assert document["summary"]["new"] > 0
     assert gated.returncode == 6, gated.stderr
     plain_run = run_cli("--scenarios", "basic_crud", "--out", str(tmp_path / "plain"))
     assert plain_run.returncode == 0

@@ -157,7 +157,7 @@ def test_differences_are_exactly_the_known_ones(results: dict) -> None:
     assert set(by_path) == set(EXPECTED_DIFFERENCES)
     for path, (kind, redis_value, valkey_value) in EXPECTED_DIFFERENCES.items():
         record = by_path[path]
-        assert (record["kind"], record["redis"], record["valkey"]) == (kind, redis_value, valkey_value), path
+        assert (record["kind"], record["values"]["redis"], record["values"]["valkey"]) == (kind, redis_value, valkey_value), path
 
 
 def test_leaves_no_keys_and_spares_foreign_ones(results: dict, embedded_servers: dict) -> None:

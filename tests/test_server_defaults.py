@@ -170,7 +170,7 @@ def test_startup_values_are_kept_but_never_compared(runs: dict[str, dict[str, An
 # --- the differences, with the value on each side ------------------------------------------------------
 
 def test_config_differences_are_exactly_these(differences: dict[str, dict[str, Any]]) -> None:
-    found = {path.split(".", 1)[1]: (r[B], r[C]) for path, r in differences.items() if path.startswith("config.")}
+    found = {path.split(".", 1)[1]: (r["values"][B], r["values"][C]) for path, r in differences.items() if path.startswith("config.")}
     expected = {**CHANGED_DEFAULTS, **{n: (v, None) for n, v in ONLY_ON_REDIS.items()},
                 **{n: (None, v) for n, v in ONLY_ON_VALKEY.items()}}
     assert found == expected
@@ -182,7 +182,7 @@ def test_config_differences_are_exactly_these(differences: dict[str, dict[str, A
 def test_config_get_order(runs: dict[str, dict[str, Any]], differences: dict[str, dict[str, Any]]) -> None:
     # Valkey 9.0 sorts CONFIG GET's pairs by name; Redis 7.2 answers in its dict's (seeded) order.
     record = differences["ordering.CONFIG GET * pairs sorted by name"]
-    assert (record[B], record[C], record["kind"]) == (False, True, "ordering")
+    assert (record["values"][B], record["values"][C], record["kind"]) == (False, True, "ordering")
 
 
 def test_info_field_names_present_on_one_server_only(runs: dict[str, dict[str, Any]],
@@ -192,7 +192,7 @@ def test_info_field_names_present_on_one_server_only(runs: dict[str, dict[str, A
         assert set(fields[B][section]) - set(fields[C][section]) == INFO_ONLY_ON_REDIS.get(section, set()), section
         assert set(fields[C][section]) - set(fields[B][section]) == INFO_ONLY_ON_VALKEY.get(section, set()), section
     record = differences["info_fields.Clients.pubsub_clients"]
-    assert (record[B], record[C], record["kind"], record["missing_on"]) == (None, True, "reply", B)
+    assert (record["values"][B], record["values"][C], record["kind"], record["missing_on"]) == (None, True, "reply", B)
     # Sections holding one line per command, error or database: only their presence and entry format.
     for role in config.ROLES:
         m = metrics(runs, role)
@@ -222,7 +222,7 @@ def test_client_info_fields(runs: dict[str, dict[str, Any]], differences: dict[s
     fields = {role: set(metrics(runs, role)["client_info"]["fields"]) for role in config.ROLES}
     assert fields[B] - fields[C] == set()
     assert fields[C] - fields[B] == CLIENT_FIELDS_ONLY_ON_VALKEY
-    assert (differences["client_info.values.watch"][B], differences["client_info.values.watch"][C]) == (None, "0")
+    assert (differences["client_info.values.watch"]["values"][B], differences["client_info.values.watch"]["values"][C]) == (None, "0")
 
 
 def test_help_texts(runs: dict[str, dict[str, Any]], differences: dict[str, dict[str, Any]]) -> None:

@@ -15,12 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app import config
-from app.compare import attention_order, is_documented, is_significant, needs_attention, summarize
+from app.findings import (ALLOCATOR, CLASS_LABELS, DOCUMENTED, NEW, NOISE, attention_order, is_documented,
+                          is_significant, record_class, summarize)
 
 # Longest value shown in a table cell; the JSON report has the rest.
 MAX_CELL_CHARS = 300
-ROLE_COLOURS = {config.BASELINE: "#d6362b", config.CANDIDATE: "#2f62d0"}
-FALLBACK_COLOURS = ("#238636", "#9a6700", "#8250df")
+# The baseline is red, its noise control a lighter red; candidates take the palette in order.
+ROLE_COLOURS = {config.BASELINE_ROLE: "#d6362b", config.CONTROL_ROLE: "#f0a39c"}
+CANDIDATE_COLOURS = ("#2f62d0", "#238636", "#9a6700", "#8250df", "#bf3989", "#1b7c83", "#953800")
+FALLBACK_COLOURS = CANDIDATE_COLOURS
 STATUS_CLASSES = {"OK": "ok", "WARN": "warn", "FAIL": "fail"}
 
 # Where the charts find their numbers (see _payload_series / _eviction_series).
@@ -97,9 +100,10 @@ def anchor(scenario: str) -> str:
 class Series:
     """One server's line: points (x, y) with an optional min..max range per point."""
 
-    role: str
+    role: str  # the target's name
     points: list[tuple[float, float]] = field(default_factory=list)
     ranges: list[tuple[float, float] | None] = field(default_factory=list)
+    colour: str = ""
 
 
 @dataclass
@@ -188,14 +192,27 @@ def line_chart(chart_id: str, title: str, series: list[Series], *, x_label: str,
                      f'<text class="limit-label" x="{W - RIGHT - 4}" y="{y - 5:.1f}" '
                      f'text-anchor="end">{esc(label)}</text>')
     for index, line in enumerate(series):
-        parts.extend(_series_svg(line, _colour(line.role, index), px, py, x_format, y_format))
+        parts.extend(_series_svg(line, _colour(line, index), px, py, x_format, y_format))
     parts.append(_legend(series))
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _colour(role: str, index: int) -> str:
-    return ROLE_COLOURS.get(role, FALLBACK_COLOURS[index % len(FALLBACK_COLOURS)])
+def _colour(line: Series, index: int) -> str:
+    return line.colour or FALLBACK_COLOURS[index % len(FALLBACK_COLOURS)]
+
+
+def target_colours(document: dict[str, Any]) -> dict[str, str]:
+    """A colour per target: the baseline red, its control light red, candidates from the palette."""
+    colours, candidates = {}, 0
+    for name, target in document.get("targets", {}).items():
+        role = target.get("role", config.CANDIDATE_ROLE)
+        if role in ROLE_COLOURS:
+            colours[name] = ROLE_COLOURS[role]
+        else:
+            colours[name] = CANDIDATE_COLOURS[candidates % len(CANDIDATE_COLOURS)]
+            candidates += 1
+    return colours
 
 
 def _series_svg(line: Series, colour: str, px: Any, py: Any, x_format: Any, y_format: Any) -> Iterator[str]:
@@ -219,7 +236,7 @@ def _legend(series: list[Series]) -> str:
     items = []
     for index, line in enumerate(series):
         x = W - RIGHT - (len(series) - index) * 90
-        items.append(f'<rect x="{x}" y="{TOP - 16}" width="14" height="4" fill="{_colour(line.role, index)}"/>'
+        items.append(f'<rect x="{x}" y="{TOP - 16}" width="14" height="4" fill="{_colour(line, index)}"/>'
                      f'<text class="legend-label" x="{x + 18}" y="{TOP - 11}">{esc(line.role)}</text>')
     return f'<g class="legend">{"".join(items)}</g>'
 
@@ -258,7 +275,8 @@ def _payload_series(document: dict[str, Any], measure: str) -> list[Series]:
             points[sizes[0]] = (float(value), span)
         if points:
             ordered = sorted(points.items())
-            out.append(Series(role, [(x, y) for x, (y, _) in ordered], [s for _, (_, s) in ordered]))
+            out.append(Series(role, [(x, y) for x, (y, _) in ordered], [s for _, (_, s) in ordered],
+                              target_colours(document).get(role, "")))
     return out
 
 
@@ -271,7 +289,7 @@ def _eviction_series(document: dict[str, Any]) -> tuple[list[Series], dict[str, 
         points = [(float(s["keys_written"]), s["used_memory"] / config.MIB) for s in samples or []
                   if isinstance(s, dict) and _is_number(s.get("keys_written")) and _is_number(s.get("used_memory"))]
         if points:
-            out.append(Series(role, points))
+            out.append(Series(role, points, colour=target_colours(document).get(role, "")))
         limit = next((v for p, v in flat if p and p[-1] in MAXMEMORY_KEYS and _is_number(v) and v > 0), None)
         if limit is not None:
             limits[role] = limit / config.MIB
@@ -319,23 +337,25 @@ def charts(document: dict[str, Any]) -> list[tuple[str, str]]:
 
 # --- page sections -----------------------------------------------------------------------------------
 
-def _roles(document: dict[str, Any]) -> list[str]:
+def _names(document: dict[str, Any]) -> list[str]:
     return list(document.get("targets", {})) or list(document.get("results", {}))
 
 
 def _identity_section(document: dict[str, Any]) -> str:
     rows = []
-    for role, target in document.get("targets", {}).items():
+    for name, target in document.get("targets", {}).items():
         ident = target.get("identity") or {}
-        rows.append(f'<tr class="target" data-role="{esc(role)}"><th>{esc(role)}</th>'
+        runs = "all" if target.get("scenarios") is None else ", ".join(target["scenarios"])
+        rows.append(f'<tr class="target" data-role="{esc(name)}" data-target-role="{esc(target.get("role", ""))}">'
+                    f'<th>{esc(name)}</th><td>{esc(target.get("role", ""))}</td>'
                     f'<td>{esc(ident.get("product", "?"))}</td>'
                     f'<td>{esc(ident.get("version", "?"))}</td><td>{esc(ident.get("mem_allocator", "?"))}</td>'
                     f'<td>{esc(target.get("source", ""))}</td><td>{esc(target.get("url", ""))}</td>'
-                    f'<td>{esc(target.get("binary") or "")}</td></tr>')
+                    f'<td>{esc(target.get("binary") or "")}</td><td>{esc(runs)}</td></tr>')
     warnings = "".join(f'<li class="caveat">{esc(w)}</li>' for w in document.get("warnings", []))
-    return ('<section id="servers"><h2>Servers</h2><table class="servers"><thead><tr><th>role</th><th>product</th>'
-            '<th>version</th><th>allocator</th><th>source</th><th>URL</th><th>binary</th></tr></thead><tbody>'
-            + "".join(rows) + "</tbody></table>"
+    return ('<section id="servers"><h2>Servers</h2><table class="servers"><thead><tr><th>target</th><th>role</th>'
+            '<th>product</th><th>version</th><th>allocator</th><th>source</th><th>URL</th><th>binary</th>'
+            '<th>scenarios</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>"
             + (f'<ul class="caveats">{warnings}</ul>' if warnings else '<p>No version or allocator caveats.</p>')
             + "</section>")
 
@@ -349,44 +369,79 @@ def _status_cell(result: dict[str, Any] | None) -> str:
 
 
 def _summary_section(document: dict[str, Any], summary: dict[str, Any]) -> str:
-    roles = _roles(document)
-    counts = (f'<div class="counts"><div class="count attention"><b id="count-undocumented">'
-              f'{summary["undocumented_significant"]}</b>undocumented significant</div>'
-              f'<div class="count"><b>{summary["significant"]}</b>significant</div>'
-              f'<div class="count"><b>{summary["documented"]}</b>documented</div>'
-              f'<div class="count"><b>{summary["within_noise"]}</b>within noise</div>'
-              f'<div class="count"><b>{summary["total"]}</b>differences</div></div>')
+    names = _names(document)
+    records = summary.get("records", {})
+    counts = (f'<div class="counts"><div class="count attention"><b id="count-new">{summary[NEW]}</b>'
+              f'NEW findings (undocumented)</div>'
+              f'<div class="count"><b>{summary[DOCUMENTED]}</b>documented findings</div>'
+              f'<div class="count"><b>{summary[ALLOCATOR]}</b>allocator differs</div>'
+              f'<div class="count"><b>{summary[NOISE]}</b>within noise</div>'
+              f'<div class="count"><b>{summary["findings"]}</b>findings from {records.get("total", 0)} '
+              f'records</div></div>')
     status_rows = []
     for scenario in document.get("scenarios", []):
         per = summary["by_scenario"].get(scenario, {})
-        cells = "".join(_status_cell(document.get("results", {}).get(r, {}).get(scenario)) for r in roles)
+        cells = "".join(_status_cell(document.get("results", {}).get(n, {}).get(scenario)) for n in names)
         status_rows.append(f'<tr><th><a href="#{anchor(scenario)}">{esc(scenario)}</a></th>{cells}'
-                           f'<td class="num">{per.get("total", 0)}</td>'
-                           f'<td class="num attention">{per.get("undocumented_significant", 0)}</td>'
-                           f'<td class="num">{per.get("within_noise", 0)}</td></tr>')
+                           f'<td class="num">{per.get("findings", 0)}</td>'
+                           f'<td class="num attention">{per.get(NEW, 0)}</td>'
+                           f'<td class="num">{per.get(DOCUMENTED, 0)}</td><td class="num">{per.get(ALLOCATOR, 0)}</td>'
+                           f'<td class="num">{per.get(NOISE, 0)}</td><td class="num">{per.get("records", 0)}</td></tr>')
     kind_rows = "".join(
-        f'<tr><th>{esc(kind)}</th><td class="num attention">{c["undocumented_significant"]}</td>'
-        f'<td class="num">{c["documented"]}</td><td class="num">{c["significant"]}</td>'
-        f'<td class="num">{c["within_noise"]}</td><td class="num">{c["total"]}</td></tr>'
+        f'<tr><th>{esc(kind)}</th><td class="num attention">{c[NEW]}</td><td class="num">{c[DOCUMENTED]}</td>'
+        f'<td class="num">{c[ALLOCATOR]}</td><td class="num">{c[NOISE]}</td><td class="num">{c["findings"]}</td></tr>'
         for kind, c in summary["by_kind"].items())
     return ('<section id="summary"><h2>Summary</h2>' + counts
+            + '<p class="rule">A finding is one underlying difference with every record that shows it; '
+              'records are in each finding\'s detail and in report.json.</p>'
             + f'<p class="rule">Timings: {esc(summary["noise_rule"])}.</p>'
             + '<h3>Scenarios</h3><table class="statuses"><thead><tr><th>scenario</th>'
-            + "".join(f"<th>{esc(r)}</th>" for r in roles)
-            + '<th>differences</th><th>undocumented</th><th>within noise</th></tr></thead><tbody>'
-            + "".join(status_rows) + "</tbody></table>"
-            + '<h3>Differences by kind</h3><table class="kinds"><thead><tr><th>kind</th><th>undocumented</th>'
-            + '<th>documented</th><th>significant</th><th>within noise</th><th>total</th></tr></thead><tbody>'
+            + "".join(f"<th>{esc(n)}</th>" for n in names)
+            + '<th>findings</th><th>NEW</th><th>documented</th><th>allocator differs</th><th>within noise</th>'
+              '<th>records</th></tr></thead><tbody>' + "".join(status_rows) + "</tbody></table>"
+            + '<h3>Findings by kind</h3><table class="kinds"><thead><tr><th>kind</th><th>NEW</th>'
+            + '<th>documented</th><th>allocator differs</th><th>within noise</th><th>findings</th></tr></thead><tbody>'
             + (kind_rows or '<tr><td colspan="6">no differences</td></tr>') + "</tbody></table>"
-            + "</section>")
+            + _not_compared_list(document) + "</section>")
 
 
-def _attention_section(document: dict[str, Any]) -> str:
-    """Undocumented significant differences, across scenarios: what a migrating team reads first."""
-    first = [d for d in attention_order(document.get("differences", [])) if needs_attention(d)]
-    return (f'<section id="attention"><h2>Look at these first: undocumented differences ({len(first)})</h2>'
-            + (_difference_table(first, _roles(document), with_scenario=True, table_id="attention-table")
-               if first else "<p>None: every difference found is documented or within noise.</p>")
+def _not_compared_list(document: dict[str, Any]) -> str:
+    skipped = document.get("not_compared") or []
+    if not skipped:
+        return ""
+    items = "".join(f'<li class="not-compared">{esc(s["scenario"])} against {esc(s["target"])}: {esc(s["reason"])}'
+                    "</li>" for s in skipped)
+    return (f'<h3>Not compared ({len(skipped)})</h3><p>A scenario that FAILed on a server says nothing about the '
+            f'difference between the servers.</p><ul>{items}</ul>')
+
+
+def _findings_section(document: dict[str, Any]) -> str:
+    """Every finding, NEW first, each with the records that show it: what a migrating team reads first."""
+    findings = document.get("findings", [])
+    records = document.get("differences", [])
+    by_finding: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        by_finding.setdefault((record.get("target", ""), record.get("finding", "")), []).append(record)
+    new = [f for f in findings if f["class"] == NEW]
+    rows = []
+    for finding in findings:
+        mine = by_finding.get((finding["target"], finding["id"]), [])
+        names = [finding["baseline"], finding["target"]]
+        detail = (f'<details><summary>{finding["records"]} record{"s" if finding["records"] != 1 else ""}</summary>'
+                  + _difference_table(mine, names, with_scenario=True) + "</details>")
+        source = (f'<br><small>{esc(finding.get("source") or "")}</small>' if finding.get("documented") else "")
+        why = f'<br><small>{esc(finding["why"])}</small>' if finding.get("why") else ""
+        rows.append(f'<tr class="finding class-{esc(finding["class"])}" data-finding="{esc(finding["id"])}" '
+                    f'data-class="{esc(finding["class"])}"><td><span class="mark {esc(finding["class"])}">'
+                    f'{esc(CLASS_LABELS[finding["class"]])}</span></td><td>{esc(finding["id"])}</td>'
+                    f'<td>{esc(finding["target"])}</td><td>{esc(finding["title"])}{source}{why}</td>'
+                    f'<td>{esc(", ".join(finding["scenarios"]))}</td><td>{esc(", ".join(finding["kinds"]))}</td>'
+                    f'<td class="records">{detail}</td></tr>')
+    return (f'<section id="attention"><h2>Findings: {len(new)} NEW, read these first</h2>'
+            + ('<table class="findings" id="findings-table"><thead><tr><th>class</th><th>id</th><th>target</th>'
+               '<th>finding</th><th>scenarios</th><th>kinds</th><th>records</th></tr></thead><tbody>'
+               + "".join(rows) + "</tbody></table>" if rows
+               else "<p>None: no difference was found.</p>")
             + "</section>")
 
 
@@ -404,62 +459,79 @@ def _documentation(record: dict[str, Any]) -> str:
             f'<br><small>{esc(record.get("source", ""))}</small>')
 
 
-def _difference_table(records: list[dict[str, Any]], roles: list[str], *, with_scenario: bool = False,
+def _note(record: dict[str, Any]) -> str:
+    note = esc(record.get("significance", ""))
+    if record.get("spread"):  # the repetitions behind a measured number
+        note += "<br><small>" + esc(", ".join(f"{r} {sp['min']:g}..{sp['max']:g} (n={sp['n']})"
+                                               for r, sp in record["spread"].items())) + "</small>"
+    if record.get("caveat"):  # the full text is in the caveats at the top; a marker with it as a tooltip here
+        note += f'<br><small class="caveat" title="{esc(record["caveat"])}">⚠ allocators differ</small>'
+    return note
+
+
+def _difference_table(records: list[dict[str, Any]], names: list[str], *, with_scenario: bool = False,
                       table_id: str = "") -> str:
+    """One row per record; columns for the given targets (a record has values for its baseline and target)."""
     head = ("<th>scenario</th>" if with_scenario else "") + "<th>metric</th><th>kind</th>" + "".join(
-        f"<th>{esc(r)}</th>" for r in roles) + "<th>delta</th><th>significance</th><th>documented</th>"
+        f"<th>{esc(n)}</th>" for n in names) + "<th>delta</th><th>significance</th><th>documented</th>"
     rows = []
     for rec in records:
+        cls = record_class(rec)
         classes = ["difference", "is-significant" if is_significant(rec) else "is-noise",
-                   "is-documented" if is_documented(rec) else "is-undocumented"]
-        note = esc(rec.get("significance", ""))
-        if rec.get("spread"):  # the repetitions behind a measured number
-            note += "<br><small>" + esc(", ".join(f"{r} {sp['min']:g}..{sp['max']:g} (n={sp['n']})"
-                                                   for r, sp in rec["spread"].items())) + "</small>"
-        if rec.get("caveat"):  # the full text is in the caveats at the top; a marker with it as a tooltip here
-            note += f'<br><small class="caveat" title="{esc(rec["caveat"])}">⚠ allocators differ</small>'
+                   "is-documented" if is_documented(rec) else "is-undocumented", f"class-{cls}"]
+        values = rec.get("values", {})
         scenario = (f'<td><a href="#{anchor(rec.get("scenario", ""))}">{esc(rec.get("scenario", ""))}</a></td>'
                     if with_scenario else "")
-        rows.append(f'<tr class="{" ".join(classes)}" data-kind="{esc(rec.get("kind", ""))}">{scenario}'
+        rows.append(f'<tr class="{" ".join(classes)}" data-kind="{esc(rec.get("kind", ""))}" '
+                    f'data-target="{esc(rec.get("target", ""))}">{scenario}'
                     f'<td class="path">{esc(rec.get("path", ""))}</td><td>{esc(rec.get("kind", ""))}</td>'
-                    + "".join(f'<td class="value">{esc(show(rec.get(r)))}</td>' for r in roles)
-                    + f'<td class="num">{_delta(rec)}</td><td>{note}</td><td>{_documentation(rec)}</td></tr>')
+                    + "".join(f'<td class="value">{esc(_value_text(rec, n, values))}</td>' for n in names)
+                    + f'<td class="num">{_delta(rec)}</td><td>{_note(rec)}</td><td>{_documentation(rec)}</td></tr>')
     ident = f' id="{esc(table_id)}"' if table_id else ""
     return (f'<table class="differences"{ident}><thead><tr>{head}</tr></thead><tbody>'
             + "".join(rows) + "</tbody></table>")
 
 
-def _metrics_table(document: dict[str, Any], scenario: str, roles: list[str], differing: set[str]) -> str:
+def _value_text(record: dict[str, Any], name: str, values: dict[str, Any]) -> str:
+    if record.get("missing_on") == name:
+        return "(absent)"
+    if name not in values:
+        return "—"
+    return show(values[name])
+
+
+def _metrics_table(document: dict[str, Any], scenario: str, names: list[str], differing: set[str]) -> str:
     """Every metric of the scenario side by side; rows that differ are marked."""
-    flat = {role: dict(leaves(_metrics(document, role, scenario))) for role in roles}
+    flat = {name: dict(leaves(_metrics(document, name, scenario))) for name in names}
     paths: list[tuple[str, ...]] = []
-    for role in roles:
-        paths.extend(p for p in flat[role] if p not in paths)
+    for name in names:
+        paths.extend(p for p in flat[name] if p not in paths)
     rows = []
     for path in paths:
         dotted = ".".join(path)
         mark = ' class="differs"' if dotted in differing else ""
         rows.append(f"<tr{mark}><td class=\"path\">{esc(dotted)}</td>"
-                    + "".join(f'<td class="value">{esc(show(flat[r].get(path)) if path in flat[r] else "—")}</td>'
-                              for r in roles) + "</tr>")
+                    + "".join(f'<td class="value">{esc(show(flat[n].get(path)) if path in flat[n] else "—")}</td>'
+                              for n in names) + "</tr>")
     if not rows:
         return "<p>No metrics recorded.</p>"
     return (f'<details><summary>All {len(rows)} metrics side by side</summary><table class="metrics"><thead><tr>'
-            '<th>metric</th>' + "".join(f"<th>{esc(r)}</th>" for r in roles) + "</tr></thead><tbody>"
+            '<th>metric</th>' + "".join(f"<th>{esc(n)}</th>" for n in names) + "</tr></thead><tbody>"
             + "".join(rows) + "</tbody></table></details>")
 
 
-def _scenario_section(document: dict[str, Any], scenario: str, roles: list[str]) -> str:
+def _scenario_section(document: dict[str, Any], scenario: str, names: list[str]) -> str:
     records = attention_order([d for d in document.get("differences", []) if d.get("scenario") == scenario])
-    results = {r: document.get("results", {}).get(r, {}).get(scenario) for r in roles}
+    ran = [n for n in names if scenario in document.get("results", {}).get(n, {})]
+    results = {n: document.get("results", {}).get(n, {}).get(scenario) for n in ran}
     status = "".join(
-        f'<tr><th>{esc(r)}</th>{_status_cell(res)}<td class="detail">{esc((res or {}).get("detail", ""))}</td>'
-        f'<td class="num">{esc((res or {}).get("duration_s", ""))}</td></tr>' for r, res in results.items())
+        f'<tr><th>{esc(n)}</th>{_status_cell(res)}<td class="detail">{esc((res or {}).get("detail", ""))}</td>'
+        f'<td class="num">{esc((res or {}).get("duration_s", ""))}</td></tr>' for n, res in results.items())
     body = (f'<table class="results"><thead><tr><th>server</th><th>status</th><th>detail</th><th>seconds</th>'
             f'</tr></thead><tbody>{status}</tbody></table>')
-    body += (f"<h3>{len(records)} differences</h3>" + _difference_table(records, roles) if records
+    body += (f"<h3>{len(records)} differing records</h3>" + _difference_table(records, ran) if records
              else "<p>No differences.</p>")
-    body += _metrics_table(document, scenario, roles, {d.get("path", "") for d in records})
+    body += _metrics_table(document, scenario, ran, {d.get("path", "") for d in records})
     return f'<section class="scenario" id="{anchor(scenario)}"><h2>{esc(scenario)}</h2>{body}</section>'
 
 
@@ -485,7 +557,8 @@ white-space:pre-wrap;word-break:break-all;max-width:420px}td.num{text-align:righ
 .counts{display:flex;gap:12px;flex-wrap:wrap}.count{border:1px solid #d0d7de;border-radius:6px;padding:8px 14px;min-width:110px}
 .count b{display:block;font-size:24px}.count.attention{border-color:#cf222e;background:#ffebe9}
 td.attention{color:#cf222e;font-weight:bold}.caveat{color:#9a6700}.caveats li{margin:2px 0}
-.undocumented{color:#cf222e;font-weight:600}.documented{color:#1a7f37;font-weight:600}
+.undocumented{color:#cf222e;font-weight:600}.mark{font-weight:600;white-space:nowrap}.mark.new{color:#cf222e}
+.mark.documented{color:#1a7f37}.mark.allocator{color:#9a6700}.mark.noise{color:#57606a}td.records details{min-width:120px}.documented{color:#1a7f37;font-weight:600}
 tr.is-noise{color:#57606a}tr.is-noise .undocumented{color:#57606a;font-weight:normal}td.path{min-width:180px}td.value{min-width:70px}tr.differs td{background:#fff8c5}
 .charts{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0;border:1px solid #d0d7de;border-radius:6px;padding:6px;flex:1 1 520px;max-width:660px}figcaption{color:#57606a;font-size:12px;max-width:640px}
 svg.chart{width:100%;height:auto}svg.chart .grid{stroke:#eaeef2}svg.chart .axis{stroke:#57606a}svg.chart text{font-size:11px;fill:#57606a}
@@ -509,16 +582,18 @@ SCRIPT = """
   var box=document.getElementById('only-undocumented');
   if(box){box.addEventListener('change',function(){
     document.querySelectorAll('tr.difference').forEach(function(tr){
-      var hide=box.checked&&!(tr.classList.contains('is-undocumented')&&tr.classList.contains('is-significant'));
-      tr.classList.toggle('hidden',hide);});});}
+      var hide=box.checked&&!tr.classList.contains('class-new');
+      tr.classList.toggle('hidden',hide);});
+    document.querySelectorAll('tr.finding').forEach(function(tr){
+      tr.classList.toggle('hidden',box.checked&&!tr.classList.contains('class-new'));});});}
 })();
 """
 
 
 def render_html(document: dict[str, Any]) -> str:
     """The whole report page as one string."""
-    summary = summarize(document.get("differences", []))
-    roles = _roles(document)
+    summary = document.get("summary") or summarize(document.get("differences", []))
+    names = _names(document)
     tool = document.get("tool", {})
     idents = " vs ".join(esc(f'{ident.get("product", role)} {ident.get("version", "?")}') for role, ident in
                          ((r, t.get("identity") or {}) for r, t in document.get("targets", {}).items()))
@@ -533,8 +608,8 @@ def render_html(document: dict[str, Any]) -> str:
             f"{esc(document.get('finished_at', ''))} · {esc(document.get('duration_s', ''))} s · "
             f"{esc(tool.get('name', ''))} {esc(tool.get('version', ''))}</p></header><main>"
             + incomplete + _identity_section(document) + _summary_section(document, summary)
-            + _charts_section(document) + _attention_section(document)
-            + '<label class="filter"><input type="checkbox" id="only-undocumented"> show only undocumented '
-              'significant differences</label>'
-            + "".join(_scenario_section(document, s, roles) for s in document.get("scenarios", []))
+            + _charts_section(document) + _findings_section(document)
+            + '<label class="filter"><input type="checkbox" id="only-undocumented"> show only NEW '
+              '(undocumented significant) differences</label>'
+            + "".join(_scenario_section(document, s, names) for s in document.get("scenarios", []))
             + f"</main><script>{SCRIPT}</script></body></html>\n")

@@ -1,8 +1,9 @@
 """JUnit XML for CI systems: one test suite per server, one test case per scenario on that server.
 
 A test case fails when the scenario FAILed on that server. Differences are charged to the candidate
-(the server being migrated to): its test case also fails when the scenario shows an undocumented
-significant difference from the baseline. WARN (a step skipped) passes, with the detail in system-out.
+(the server being migrated to): its test case also fails when the scenario shows a NEW finding (an
+undocumented significant difference from the baseline), one line per finding. WARN (a step skipped)
+passes, with the detail in system-out.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from app import config
-from app.compare import needs_attention
+from app.findings import NEW
 
 # XML 1.0 forbids most control characters; a server reply can hold any byte.
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -24,7 +24,7 @@ def xml_text(value: Any) -> str:
 
 
 def _failure_text(scenario: str, role: str, res: dict[str, Any] | None,
-                  attention: list[dict[str, Any]]) -> tuple[str, str, str] | None:
+                  attention: list[dict[str, Any]], baseline: str) -> tuple[str, str, str] | None:
     """(type, message, body) of the failure for one test case, or None when it passes."""
     failed = bool(res) and res.get("status") == "FAIL"
     if not failed and not attention:
@@ -34,23 +34,27 @@ def _failure_text(scenario: str, role: str, res: dict[str, Any] | None,
         parts.append(f"FAIL: {res.get('detail', '')}")
         lines.append(f"{scenario} FAILed on {role}: {res.get('detail', '')}")
     if attention:
-        parts.append(f"{len(attention)} undocumented difference(s) from {config.BASELINE}")
-        for diff in attention[:MAX_LISTED]:
-            lines.append(f"[{diff.get('kind')}] {diff.get('path')}: {config.BASELINE}={diff.get(config.BASELINE)!r} "
-                         f"{role}={diff.get(role)!r}")
+        parts.append(f"{len(attention)} NEW finding(s) against {baseline}")
+        for finding in attention[:MAX_LISTED]:
+            example = next((e for e in finding["examples"] if e.get("scenario") == scenario), finding["examples"][0])
+            values = example.get("values", {})
+            lines.append(f"[{finding['id']}] {finding['title']} ({finding['records']} records), e.g. "
+                         f"{example.get('path')}: {baseline}={values.get(baseline)!r} {role}={values.get(role)!r}")
         if len(attention) > MAX_LISTED:
             lines.append(f"... {len(attention) - MAX_LISTED} more in the JSON report")
-    kind = "FAIL" if failed else "undocumented-difference"
+    kind = "FAIL" if failed else "new-finding"
     return kind, "; ".join(parts), "\n".join(lines)
 
 
 def build_junit(document: dict[str, Any]) -> ET.Element:
     root = ET.Element("testsuites", name="redis-valkey-compat")
     totals = {"tests": 0, "failures": 0, "skipped": 0}
-    attention_by_scenario: dict[str, list[dict[str, Any]]] = {}
-    for diff in document.get("differences", []):
-        if needs_attention(diff):
-            attention_by_scenario.setdefault(diff.get("scenario", ""), []).append(diff)
+    attention: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (target, scenario) -> NEW findings
+    for finding in document.get("findings", []):
+        if finding["class"] == NEW:
+            for scenario in finding["scenarios"]:
+                attention.setdefault((finding["target"], scenario), []).append(finding)
+    baseline = document.get("baseline", "")
     for role, target in document.get("targets", {}).items():
         suite = ET.SubElement(root, "testsuite", name=f"redis-valkey-compat.{role}",
                               timestamp=xml_text(document.get("started_at", "")))
@@ -72,8 +76,7 @@ def build_junit(document: dict[str, Any]) -> ET.Element:
                 ET.SubElement(case, "skipped", message="not run: the run stopped before this scenario")
                 counts["skipped"] += 1
                 continue
-            attention = attention_by_scenario.get(scenario, []) if role == config.CANDIDATE else []
-            failure = _failure_text(scenario, role, res, attention)
+            failure = _failure_text(scenario, role, res, attention.get((role, scenario), []), baseline)
             if failure:
                 kind, message, body = failure
                 node = ET.SubElement(case, "failure", type=kind, message=xml_text(message))

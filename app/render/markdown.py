@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from app.compare import needs_attention, summarize
+from app.findings import ALLOCATOR, DOCUMENTED, NEW, NOISE, summarize
 
 MAX_LISTED = 15
 MAX_VALUE = 60
@@ -35,38 +35,39 @@ def _identity(target: dict[str, Any]) -> str:
 
 
 def render_markdown(document: dict[str, Any], html_name: str = "report.html") -> str:
-    roles = list(document.get("targets", {}))
-    summary = summarize(document.get("differences", []))
-    servers = " vs ".join(f"**{md(role)}** {_identity(t)}" for role, t in document.get("targets", {}).items())
+    names = list(document.get("targets", {}))
+    summary = document.get("summary") or summarize(document.get("differences", []))
+    servers = " vs ".join(f"**{md(name)}** {_identity(t)}" for name, t in document.get("targets", {}).items())
     lines = [f"### Redis → Valkey compatibility: {servers}", ""]
     if not document.get("completed"):
         lines += ["> **The run did not complete: results are partial.**", ""]
     lines += [f"> ⚠️ {md(w)}" for w in document.get("warnings", [])]
-    lines += ["", f"**{summary['undocumented_significant']} undocumented significant differences** "
-                  f"({summary['total']} differences: {summary['significant']} significant, "
-                  f"{summary['documented']} documented, {summary['within_noise']} within noise).", ""]
-    lines += ["| scenario | " + " | ".join(md(r) for r in roles) + " | differences | undocumented |",
-              "|---|" + "---|" * len(roles) + "---:|---:|"]
+    records = summary.get("records", {})
+    lines += ["", f"**{summary[NEW]} NEW findings** (undocumented: read these first). {summary['findings']} findings "
+                  f"from {records.get('total', 0)} differing records: {summary[DOCUMENTED]} documented, "
+                  f"{summary[ALLOCATOR]} allocator differs, {summary[NOISE]} within noise.", ""]
+    lines += ["| scenario | " + " | ".join(md(n) for n in names) + " | findings | NEW |",
+              "|---|" + "---|" * len(names) + "---:|---:|"]
     for scenario in document.get("scenarios", []):
-        statuses = [document.get("results", {}).get(r, {}).get(scenario, {}).get("status", "not run") for r in roles]
+        statuses = [document.get("results", {}).get(n, {}).get(scenario, {}).get("status", "-") for n in names]
         counts = summary["by_scenario"].get(scenario, {})
         marks = [f"**{s}**" if s == "FAIL" else s for s in statuses]
         lines.append(f"| {md(scenario)} | " + " | ".join(marks)
-                     + f" | {counts.get('total', 0)} | {counts.get('undocumented_significant', 0)} |")
-    if summary["by_kind"]:
-        lines += ["", "By kind: " + ", ".join(f"{md(k)} {c['total']} ({c['undocumented_significant']} undocumented)"
-                                            for k, c in summary["by_kind"].items()) + "."]
-    attention = [d for d in document.get("differences", []) if needs_attention(d)]
-    if attention:
-        lines += ["", f"<details><summary>Undocumented differences ({len(attention)})</summary>", "",
-                  "| scenario | metric | kind | " + " | ".join(md(r) for r in roles) + " |",
-                  "|---|---|---|" + "---|" * len(roles)]
-        for diff in attention[:MAX_LISTED]:
-            cells = [md(diff.get(k, "")) for k in ("scenario", "path", "kind")]
-            cells += [md(short(diff.get(r))) for r in roles]
+                     + f" | {counts.get('findings', 0)} | {counts.get(NEW, 0)} |")
+    new = [f for f in document.get("findings", []) if f["class"] == NEW]
+    if new:
+        lines += ["", f"<details><summary>NEW findings ({len(new)})</summary>", "",
+                  "| target | scenarios | finding | records | example: baseline | example: target |",
+                  "|---|---|---|---:|---|---|"]
+        for finding in new[:MAX_LISTED]:
+            example = finding["examples"][0]
+            values = example.get("values", {})
+            cells = [md(finding["target"]), md(", ".join(finding["scenarios"])),
+                     md(example["path"] if finding["records"] == 1 else finding["title"]), str(finding["records"]),
+                     md(short(values.get(finding["baseline"]))), md(short(values.get(finding["target"])))]
             lines.append("| " + " | ".join(cells) + " |")
-        if len(attention) > MAX_LISTED:
-            lines.append(f"\n…and {len(attention) - MAX_LISTED} more in {md(html_name)}.")
+        if len(new) > MAX_LISTED:
+            lines.append(f"\n…and {len(new) - MAX_LISTED} more in {md(html_name)}.")
         lines += ["", "</details>"]
     lines += ["", f"Full report: `{html_name}` (run {md(document.get('run_id', ''))})."]
     return "\n".join(lines) + "\n"

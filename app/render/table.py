@@ -1,19 +1,21 @@
-"""The terminal table: targets, one row per scenario with each server's status, then the differences.
+"""The terminal table: targets, one row per scenario with each server's status, then the findings.
 
-Differences are listed in attention order: undocumented significant first (marked NEW), then
-documented ones (marked with their catalogue id), then timings within noise (marked ~noise).
+A finding is one underlying difference with all the records that show it (app/findings.py). The first
+screen counts findings; the lists below show NEW findings first (undocumented: read these first), then
+documented ones by catalogue id, then what the allocator made and what is within noise. Every record
+is in the JSON and the HTML report, under its finding.
 """
 
 from __future__ import annotations
 
 import os
-from collections import Counter
 from typing import Any
 
-from app.compare import attention_order, is_documented, is_significant, needs_attention
+from app.findings import ALLOCATOR, CLASS_LABELS, DOCUMENTED, NEW, NOISE
 
-MAX_VALUE_WIDTH = 34
-MAX_PATH_WIDTH = 44
+MAX_VALUE_WIDTH = 30
+MAX_TITLE_WIDTH = 58
+STATUS_WIDTH = 7
 
 
 def _text(value: Any) -> str:
@@ -32,98 +34,139 @@ def _fit(text: str, width: int = MAX_VALUE_WIDTH) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def _short(value: Any, width: int = MAX_VALUE_WIDTH) -> str:
-    return _fit(_text(value), width)
-
-
-def _cells(diff: dict[str, Any], left_role: str, right_role: str) -> tuple[str, str]:
-    """Both values fitted to the column; a long shared beginning is elided so the difference shows."""
-    texts = ["(absent)" if diff.get("missing_on") == role else _text(diff.get(role))
-             for role in (left_role, right_role)]
-    if max(map(len, texts)) > MAX_VALUE_WIDTH:
-        shared = len(os.path.commonprefix(texts))
+def cells(values: list[str], width: int = MAX_VALUE_WIDTH) -> list[str]:
+    """Values fitted to a column; a long shared beginning is elided so the difference itself shows."""
+    if max(map(len, values), default=0) > width:
+        shared = len(os.path.commonprefix(values))
         if shared > 12:
             cut = shared - 6
-            texts = ["…" + text[cut:] for text in texts]
-    return _fit(texts[0]), _fit(texts[1])
+            values = ["…" + text[cut:] for text in values]
+    return [_fit(text, width) for text in values]
 
 
-def _display_rank(diff: dict[str, Any]) -> tuple[int, bool]:
-    """NEW, then documented, then noise; within each, changed values before things absent on one side."""
-    rank = 0 if needs_attention(diff) else 1 if is_significant(diff) else 2
-    return rank, "missing_on" in diff
+def _example_cells(finding: dict[str, Any]) -> list[str]:
+    example = finding["examples"][0]
+    values = example.get("values", {})
+    return cells(["(absent)" if example.get("missing_on") == name else _text(values.get(name))
+                  for name in (finding["baseline"], finding["target"])])
 
 
-def _mark(diff: dict[str, Any]) -> str:
-    if not is_significant(diff):
-        return "~noise"
-    if is_documented(diff):
-        return str(diff.get("catalogue_id") or "documented")
-    return "NEW"
+def target_lines(document: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, target in document["targets"].items():
+        ident = target.get("identity") or {}
+        role = target.get("role", "")
+        extra = ""
+        if target.get("scenarios") is not None:
+            extra = "  (runs " + ", ".join(target["scenarios"]) + ")"
+        rows.append((role, name, f"{ident.get('product', '?')} {ident.get('version', '?')}",
+                     str(ident.get("mem_allocator", "?")), f"[{target.get('source', '')}] {target.get('url', '')}{extra}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)] if rows else []
+    return ["  " + "  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows]
 
 
 def render_table(document: dict[str, Any], max_differences: int = 12) -> str:
-    roles = list(document["targets"])
+    names = list(document["targets"])
     lines = [f"redis-valkey-compat {document['tool']['version']} — run {document['run_id']}"]
-    for role, target in document["targets"].items():
-        ident = target.get("identity") or {}
-        lines.append(f"  {role:<7} {ident.get('product', '?')} {ident.get('version', '?')}"
-                     f"  allocator {ident.get('mem_allocator', '?')}  [{target['source']}] {target['url']}")
-    for warning in document.get("warnings", []):
-        lines.append(f"  ! {warning}")
+    lines += target_lines(document)
+    lines += [f"  ! {warning}" for warning in document.get("warnings", [])]
     lines.append("")
-
-    diffs = document.get("differences", [])
-    by_scenario: dict[str, list[dict[str, Any]]] = {}
-    for diff in sorted(attention_order(diffs), key=_display_rank):
-        by_scenario.setdefault(diff["scenario"], []).append(diff)
-    name_w = max([len("scenario")] + [len(s) for s in document["scenarios"]])
-    header = (f"{'scenario':<{name_w}}  " + "  ".join(f"{r:<7}" for r in roles)
-              + "  differences (NEW = undocumented)")
-    lines += [header, "-" * len(header)]
-    for scenario in document["scenarios"]:
-        statuses = [document["results"].get(r, {}).get(scenario, {}).get("status", "-") for r in roles]
-        found = by_scenario.get(scenario, [])
-        new = sum(needs_attention(d) for d in found)
-        kinds = Counter(d["kind"] for d in found if is_significant(d))
-        noise = sum(not is_significant(d) for d in found)
-        summary = f"{len(found):>3}  NEW {new:>3}" if found else "  0"
-        if kinds:
-            summary += "  " + ", ".join(f"{k} {n}" for k, n in kinds.most_common())
-        if noise:
-            summary += f", within noise {noise}"
-        lines.append(f"{scenario:<{name_w}}  " + "  ".join(f"{s:<7}" for s in statuses) + f"  {summary}")
-
-    for scenario in document["scenarios"]:
-        lines += _scenario_block(document, scenario, roles, by_scenario.get(scenario, []), max_differences)
-
-    summary = document.get("summary") or {}
-    lines += ["", f"{len(diffs)} differences: {summary.get('undocumented_significant', '?')} undocumented "
-                  f"(NEW, read these first), {summary.get('documented', '?')} documented, "
-                  f"{summary.get('within_noise', '?')} within noise"]
+    lines += _scenario_rows(document, names)
+    findings = document.get("findings", [])
+    candidates = list(dict.fromkeys(f["target"] for f in findings))
+    for target in candidates:
+        mine = [f for f in findings if f["target"] == target]
+        heading = "" if len(candidates) == 1 else f"{target} against {document.get('baseline', names[0])}: "
+        lines += _finding_list(mine, NEW, f"{heading}NEW findings, undocumented: read these first", max_differences)
+        lines += _documented_line(mine, heading)
+        lines += _finding_list(mine, ALLOCATOR, f"{heading}allocator differs: not product behaviour",
+                               max(3, max_differences // 4))
+        lines += _noise_line(mine, heading)
+    lines += _not_compared(document)
+    lines += ["", closing_line(document)]
     if not document.get("completed", True):
         lines.append("the run was interrupted: results are partial")
     return "\n".join(lines)
 
 
-def _scenario_block(document: dict[str, Any], scenario: str, roles: list[str],
-                    found: list[dict[str, Any]], max_differences: int) -> list[str]:
-    details = [(r, document["results"].get(r, {}).get(scenario, {})) for r in roles]
-    problems = [(r, res) for r, res in details if res.get("status") in ("WARN", "FAIL")]
-    if not found and not problems:
+def closing_line(document: dict[str, Any]) -> str:
+    summary = document.get("summary") or {}
+    records = summary.get("records", {})
+    return (f"{summary.get('findings', 0)} findings from {records.get('total', 0)} differing records: "
+            f"{summary.get(NEW, 0)} NEW (undocumented, read these first), {summary.get(DOCUMENTED, 0)} documented, "
+            f"{summary.get(ALLOCATOR, 0)} allocator differs, {summary.get(NOISE, 0)} within noise")
+
+
+def _scenario_rows(document: dict[str, Any], names: list[str]) -> list[str]:
+    by_scenario = (document.get("summary") or {}).get("by_scenario", {})
+    name_w = max([len("scenario")] + [len(s) for s in document["scenarios"]])
+    col_w = max([STATUS_WIDTH] + [len(n) for n in names])
+    header = (f"{'scenario':<{name_w}}  " + "  ".join(f"{n:<{col_w}}" for n in names)
+              + "  findings   NEW  documented  allocator  noise  records")
+    lines = [header, "-" * len(header)]
+    for scenario in document["scenarios"]:
+        statuses = [document["results"].get(n, {}).get(scenario, {}).get("status", "-") for n in names]
+        c = by_scenario.get(scenario, {})
+        lines.append(f"{scenario:<{name_w}}  " + "  ".join(f"{s:<{col_w}}" for s in statuses)
+                     + f"  {c.get('findings', 0):>8}  {c.get(NEW, 0):>4}  {c.get(DOCUMENTED, 0):>10}"
+                     + f"  {c.get(ALLOCATOR, 0):>9}  {c.get(NOISE, 0):>5}  {c.get('records', 0):>7}")
+    return lines
+
+
+def _finding_list(findings: list[dict[str, Any]], cls: str, heading: str, limit: int) -> list[str]:
+    chosen = [f for f in findings if f["class"] == cls]
+    if not chosen:
         return []
-    lines = ["", f"{scenario}:"]
-    for role, res in problems:
-        lines.append(f"  {role} {res['status']}: {_short(res.get('detail', ''), 160)}")
-    if found:
-        shown = found[:max_differences]
-        path_w = min(MAX_PATH_WIDTH, max(len(d["path"]) for d in shown))
-        lines.append(f"  {'metric':<{path_w}}  {roles[0]:<{MAX_VALUE_WIDTH}}  "
-                     f"{roles[-1]:<{MAX_VALUE_WIDTH}}  kind / documented")
-        for diff in shown:
-            left, right = _cells(diff, roles[0], roles[-1])
-            lines.append(f"  {_short(diff['path'], path_w):<{path_w}}  {left:<{MAX_VALUE_WIDTH}}"
-                         f"  {right:<{MAX_VALUE_WIDTH}}  {diff['kind']} {_mark(diff)}")
-        if len(found) > max_differences:
-            lines.append(f"  … {len(found) - max_differences} more in the reports (--max-differences N shows more)")
+    shown = chosen[:max(limit, 0)]
+    base, target = shown[0]["baseline"] if shown else "", shown[0]["target"] if shown else ""
+    scen_w = max([len("scenario")] + [len(_scenarios(f)) for f in shown])
+    lines = ["", f"{heading} ({len(chosen)}):"]
+    if shown:
+        lines.append(f"  {'scenario':<{scen_w}}  {'finding':<{MAX_TITLE_WIDTH}}  {base:<{MAX_VALUE_WIDTH}}  "
+                     f"{target:<{MAX_VALUE_WIDTH}}  records")
+    for finding in shown:
+        left, right = _example_cells(finding)
+        lines.append(f"  {_scenarios(finding):<{scen_w}}  {_fit(_title(finding), MAX_TITLE_WIDTH):<{MAX_TITLE_WIDTH}}"
+                     f"  {left:<{MAX_VALUE_WIDTH}}  {right:<{MAX_VALUE_WIDTH}}  {finding['records']:>7}")
+    if len(chosen) > len(shown):
+        lines.append(f"  … {len(chosen) - len(shown)} more in the reports (--max-differences N shows more)")
+    return lines
+
+
+def _title(finding: dict[str, Any]) -> str:
+    """The finding's title; a one-record finding names its metric, which says more than a signature."""
+    if finding["records"] == 1 and not finding.get("documented"):
+        return finding["examples"][0]["path"]
+    return finding["title"]
+
+
+def _scenarios(finding: dict[str, Any]) -> str:
+    first = finding["scenarios"][0]
+    return first if len(finding["scenarios"]) == 1 else f"{first} +{len(finding['scenarios']) - 1}"
+
+
+def _documented_line(findings: list[dict[str, Any]], heading: str) -> list[str]:
+    documented = [f for f in findings if f["class"] == DOCUMENTED]
+    if not documented:
+        return []
+    listed = ", ".join(f"{f['id']} ({f['records']})" for f in documented)
+    return ["", f"{heading}documented ({len(documented)}, records in brackets): {listed}"]
+
+
+def _noise_line(findings: list[dict[str, Any]], heading: str) -> list[str]:
+    noise = [f for f in findings if f["class"] == NOISE]
+    if not noise:
+        return []
+    records = sum(f["records"] for f in noise)
+    return ["", f"{heading}{CLASS_LABELS[NOISE]}: {len(noise)} findings ({records} records: timings within "
+                f"their spread, or places where two processes of one binary differ too)"]
+
+
+def _not_compared(document: dict[str, Any]) -> list[str]:
+    skipped = document.get("not_compared") or []
+    if not skipped:
+        return []
+    lines = ["", f"not compared ({len(skipped)}): a scenario that FAILed on a server says nothing about the "
+                 "difference between the servers"]
+    lines += [f"  {s['scenario']} against {s['target']}: {_fit(s['reason'], 140)}" for s in skipped]
     return lines
