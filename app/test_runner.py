@@ -28,7 +28,7 @@ from app.catalogue import label_for_targets
 from app.compare import NOISE_RULE, compare_results, merge_rounds
 from app.findings import group_findings, summarize
 from app.identity import allocator_warning, expected, identity_warnings, read_identity
-from app.provision import ProvisionError
+from app.provision import ProvisionError, server_binary
 from app.render.progress import Progress
 from app.render.progress import make_progress as terminal_progress
 from app.render.reports import write_reports
@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", type=int, metavar="N", help="logical database on external servers")
     p.add_argument("--timeout", type=float, default=config.DEFAULT_COMMAND_TIMEOUT_S, metavar="S",
                    help="per-command timeout in seconds (a frozen server becomes FAIL, not a hang)")
+    p.add_argument("--like-for-like-memory", action="store_true",
+                   help="also run the memory and eviction scenarios on a Valkey built with jemalloc "
+                        f"({config.LIKE_FOR_LIKE_MEMORY['spec']}, built from Debian's source package on first "
+                        "use, then cached), so memory is compared with the same allocator as Redis")
     p.add_argument("--fail-on-new", action="store_true",
                    help="exit 6 when an undocumented significant difference is found (a CI gate)")
     p.add_argument("--max-differences", type=int, default=12, metavar="N",
@@ -100,6 +104,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for role in config.ROLES:
         if getattr(args, role) and getattr(args, f"{role}_server"):
             raise UsageError(f"--{role} and --{role}-server exclude each other")
+    memory = config.LIKE_FOR_LIKE_MEMORY["scenarios"]
+    if args.like_for_like_memory and not set(memory) & set(args.scenario_names):
+        raise UsageError(f"--like-for-like-memory needs one of the scenarios {', '.join(memory)}")
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
     for flag in ("tls_ca_cert", "tls_cert", "tls_key"):
@@ -150,6 +157,15 @@ def make_target(name: str, args: argparse.Namespace) -> Target:
     if target.url.startswith("rediss://"):
         target.tls = tls_options(args)
     return target
+
+
+def like_for_like_target(scenario_names: Sequence[str]) -> Target:
+    """The jemalloc Valkey of --like-for-like-memory, for the memory and eviction scenarios asked for."""
+    spec = config.LIKE_FOR_LIKE_MEMORY
+    wanted = tuple(n for n in scenario_names if n in spec["scenarios"])
+    product, version = spec["spec"].split("@")
+    return embedded_target(spec["name"], server_binary(product, version), source="embedded",
+                           role=config.CANDIDATE_ROLE, scenarios=wanted)
 
 
 def noise_control_scenarios(scenario_names: Sequence[str]) -> tuple[str, ...]:
@@ -367,6 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for role in args.roles:
             targets.append(make_target(role, args))
+        if args.like_for_like_memory:
+            targets.append(like_for_like_target(args.scenario_names))
         if len(targets) > 1:
             targets = add_noise_control(targets, args.scenario_names)
         progress = make_progress()

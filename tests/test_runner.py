@@ -196,3 +196,27 @@ def test_fail_on_new_gates_ci_on_undocumented_differences(tmp_path: Path) -> Non
     assert gated.returncode == 6, gated.stderr
     plain_run = run_cli("--scenarios", "basic_crud", "--out", str(tmp_path / "plain"))
     assert plain_run.returncode == 0
+
+
+@pytest.mark.timeout(1800)
+def test_like_for_like_memory_adds_a_jemalloc_valkey_for_the_memory_scenarios(tmp_path: Path) -> None:
+    proc = run_cli("--like-for-like-memory", "--scenarios", "basic_crud,large_payloads", "--out", str(tmp_path),
+                   timeout=1800)  # the jemalloc Valkey is built from source on first use (about 2 minutes)
+    assert proc.returncode == 0, proc.stderr
+    document = json.loads((tmp_path / "report.json").read_text())
+    like = document["targets"]["valkey-jemalloc"]
+    assert (like["identity"]["product"], like["identity"]["mem_allocator"].split("-")[0]) == ("valkey", "jemalloc")
+    assert like["scenarios"] == ["large_payloads"] and "basic_crud" not in document["results"]["valkey-jemalloc"]
+    memory = {(r["target"], r["path"]): r for r in document["differences"] if r["kind"] == "memory"}
+    libc = [r for (t, _), r in memory.items() if t == "valkey"]
+    assert libc and all(r["allocator_differs"] and not r["significant"] for r in libc)
+    # Same allocator family as Redis: the memory figures are compared as product behaviour.
+    same = [r for (t, _), r in memory.items() if t == "valkey-jemalloc"]
+    assert same and all("allocator_differs" not in r and r["significant"] for r in same)
+    assert "valkey-jemalloc" in proc.stdout and "jemalloc-5.3.0" in proc.stdout.split("valkey-jemalloc", 1)[1]
+
+
+def test_like_for_like_memory_needs_a_memory_scenario() -> None:
+    proc = run_cli("--like-for-like-memory", "--scenarios", "basic_crud")
+    assert proc.returncode == 2 and "--like-for-like-memory needs one of the scenarios" in proc.stderr
+    assert "Traceback" not in proc.stderr
