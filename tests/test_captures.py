@@ -27,7 +27,7 @@ from app.captures import (AOF, AOF_DIR, COMMANDS, MONITOR, RDB, BadLine, Capture
                           carries_credentials, detect_format, open_capture, redact)
 from app.captures.credentials import REDACTED, secret_positions
 from app.captures.model import BAD_TEXT_LIMIT, HIDDEN_TEXT
-from app.captures.preamble import _CANDIDATE, crc64, rdb_end
+from app.captures.preamble import _CANDIDATE, crc64
 from app.captures.quoting import QuotingError, quote, split_args, unescape
 from app.provision import embedded_binary, embedded_cli
 from app.servers import EmbeddedServer
@@ -223,11 +223,11 @@ def _wait(check, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _write_aof(role: str, preamble: bool, out: Path) -> Path:
+def _write_aof(role: str, preamble: bool, out: Path, extra: tuple[str, ...] = ()) -> Path:
     """A real multi-part AOF directory: data, BGREWRITEAOF (the base), then more writes (the incr)."""
     server = EmbeddedServer(embedded_binary(role), f"aof-{role}", extra_args=(
         "--appendonly", "yes", "--appendfsync", "always", "--aof-use-rdb-preamble", "yes" if preamble else "no",
-        "--aof-timestamp-enabled", "no" if preamble else "yes"))
+        "--aof-timestamp-enabled", "no" if preamble else "yes", *extra))
     try:
         server.start()
         with redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=10) as r:
@@ -259,8 +259,11 @@ def _write_aof(role: str, preamble: bool, out: Path) -> Path:
 def aof_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[tuple[str, bool], Path]]:
     """(role, preamble) -> a copy of the server's appendonlydir; the servers are already stopped."""
     root = tmp_path_factory.mktemp("aofs")
-    yield {(role, preamble): _write_aof(role, preamble, root / f"{role}-{'rdb' if preamble else 'aof'}")
-           for role in config.ROLES for preamble in (True, False)}
+    dirs = {(role, preamble): _write_aof(role, preamble, root / f"{role}-{'rdb' if preamble else 'aof'}")
+            for role in config.ROLES for preamble in (True, False)}
+    # rdbchecksum no: the RDB ends with a zero checksum, so the decoy cannot be told apart by it.
+    dirs[("redis", "no-checksum")] = _write_aof("redis", True, root / "redis-no-checksum", ("--rdbchecksum", "no"))
+    yield dirs
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -333,6 +336,17 @@ def test_single_aof_with_rdb_preamble(aof_dirs, role: str, tmp_path: Path) -> No
     assert not temp.exists()  # the extracted RDB goes with close()
     assert all(isinstance(r, Command) for r in recs)
     _check_incr(recs)
+
+
+def test_single_aof_with_unchecksummed_preamble(aof_dirs, tmp_path: Path) -> None:
+    directory = aof_dirs[("redis", "no-checksum")]
+    base = _part(directory, "base").read_bytes()
+    assert base[-8:] == bytes(8)
+    path = tmp_path / "legacy"
+    path.write_bytes(base + _part(directory, "incr").read_bytes())
+    with open_capture(path) as capture:
+        assert capture.starting_data.read_bytes() == base
+        _check_incr(list(capture.records()))
 
 
 def test_rdb_crc_matches_the_servers(aof_dirs) -> None:
