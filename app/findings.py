@@ -105,17 +105,21 @@ def text_change(record: dict[str, Any], rules: dict[str, Any]) -> tuple[str, str
     left, right = (_text(v) for v in _pair(record))
     if left is None or right is None or (_error(_pair(record)[0]) is None) != (_error(_pair(record)[1]) is None):
         return None
-    a, b = _WORDS.findall(left), _WORDS.findall(right)
-    edits = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
-        if op != "equal":
-            edits.append((" ".join(a[i1:i2]), " ".join(b[j1:j2])))
+    a, b = list(_WORDS.finditer(left)), list(_WORDS.finditer(right))
+    matcher = difflib.SequenceMatcher(a=[m.group() for m in a], b=[m.group() for m in b], autojunk=False)
+    edits = [(_span(left, a, i1, i2), _span(right, b, j1, j2))
+             for op, i1, i2, j1, j2 in matcher.get_opcodes() if op != "equal"]
     changed = sum(len(x) + len(y) for x, y in edits)
     if not edits or changed > rules.get("max_text_change_chars", 60) or len(edits) > 3:
         return None
     described = "; ".join(f'"{x}" -> "{y}"' if x and y else f'"{x}" removed' if x else f'"{y}" added'
                           for x, y in edits)
     return f"text:{record['kind']}:{edits!r}", f"{record['kind']}: {described}"
+
+
+def _span(text: str, words: list[re.Match[str]], start: int, stop: int) -> str:
+    """The original text of words[start:stop], spacing kept ("Please use EVAL.", not "Please use EVAL .")."""
+    return text[words[start].start():words[stop - 1].end()] if stop > start else ""
 
 
 def one_side_errs(record: dict[str, Any], rules: dict[str, Any]) -> tuple[str, str] | None:

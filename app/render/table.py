@@ -9,6 +9,7 @@ is in the JSON and the HTML report, under its finding.
 from __future__ import annotations
 
 import os
+import textwrap
 from typing import Any
 
 from app.findings import ALLOCATOR, CLASS_LABELS, DOCUMENTED, NEW, NOISE
@@ -16,6 +17,8 @@ from app.findings import ALLOCATOR, CLASS_LABELS, DOCUMENTED, NEW, NOISE
 MAX_VALUE_WIDTH = 30
 MAX_TITLE_WIDTH = 58
 STATUS_WIDTH = 7
+LINE_WIDTH = 120
+DOCUMENTED_LISTED = 12  # catalogue ids named on the first screen; all are in the reports
 
 
 def _text(value: Any) -> str:
@@ -149,8 +152,12 @@ def _documented_line(findings: list[dict[str, Any]], heading: str) -> list[str]:
     documented = [f for f in findings if f["class"] == DOCUMENTED]
     if not documented:
         return []
-    listed = ", ".join(f"{f['id']} ({f['records']})" for f in documented)
-    return ["", f"{heading}documented ({len(documented)}, records in brackets): {listed}"]
+    shown = documented[:DOCUMENTED_LISTED]
+    listed = ", ".join(f"{f['id']} ({f['records']})" for f in shown)
+    if len(documented) > len(shown):
+        listed += f", … {len(documented) - len(shown)} more in the reports"
+    text = f"{heading}documented ({len(documented)}, each with its release note; records in brackets): {listed}"
+    return ["", *textwrap.wrap(text, LINE_WIDTH, subsequent_indent="  ")]
 
 
 def _noise_line(findings: list[dict[str, Any]], heading: str) -> list[str]:
