@@ -13,6 +13,7 @@ from importlib import import_module
 # name -> (module, one-line description shown by `./rvc help`)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "versions": ("app.versions", "list the server versions that can be fetched and which are cached"),
+    "migrate": ("app.migration.cli", "rehearse moving data Redis -> Valkey and back, by every route"),
 }
 
 

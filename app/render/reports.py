@@ -13,6 +13,7 @@ from app.render.html import render_html
 from app.render.json_report import write_json
 from app.render.junit import render_junit
 from app.render.markdown import render_markdown
+from app.render.migration import write_migration_reports
 
 REPORT_FILES = {"json": "report.json", "html": "report.html", "junit": "junit.xml", "markdown": "summary.md"}
 
@@ -38,6 +39,8 @@ def write_reports(document: dict[str, Any], out_dir: Path, json_path: Path | Non
     paths = report_paths(Path(out_dir), json_path)
     document["report_path"] = str(paths["json"])
     document["reports"] = {kind: str(path) for kind, path in paths.items()}
+    if document.get("kind") == "migration":  # the migration rehearsal has its own renderers
+        return write_migration_reports(document, paths, _write_text)
     _write_text(render_html(document), paths["html"])
     _write_text(render_junit(document), paths["junit"])
     _write_text(render_markdown(document, html_name=str(paths["html"])), paths["markdown"])
