@@ -91,6 +91,7 @@ def _entry_problems(entry: Any) -> list[str]:
         problems.append("observable must be true or false")
     problems.extend(_match_problems(entry))
     problems.extend(_commands_problems(entry))
+    problems.extend(_calls_problems(entry))
     return problems
 
 
@@ -109,6 +110,19 @@ def _match_problems(entry: dict[str, Any]) -> list[str]:
         elif rule.get("kind") is not None and rule["kind"] not in KNOWN_KINDS:
             problems.append(f"match rule kind {rule['kind']!r} is not a kind the comparison produces")
     return problems
+
+
+CALL_RULE_FIELDS = frozenset({"command", "args", "baseline", "candidate"})
+
+
+def _calls_problems(entry: dict[str, Any]) -> list[str]:
+    """`calls` rules label a replayed or explored call: a command, and globs over its arguments or replies."""
+    rules = entry.get("calls", [])
+    if not isinstance(rules, list):
+        return ["calls must be a list of rules"]
+    return [f"calls rule {rule!r} must have a command and only {sorted(CALL_RULE_FIELDS)}" for rule in rules
+            if not isinstance(rule, dict) or "command" not in rule or set(rule) - CALL_RULE_FIELDS
+            or not all(isinstance(v, str) and v for v in rule.values())]
 
 
 def _commands_problems(entry: dict[str, Any]) -> list[str]:
@@ -183,6 +197,9 @@ def label_differences(differences: list[dict[str, Any]], candidate_version: str 
     usable = _applicable(entries, candidate_version)
     labelled = []
     for record in differences:
+        if record.get("documented") is True and record.get("catalogue_id"):
+            labelled.append(dict(record))  # labelled where it was observed (a replayed call's own entry)
+            continue
         entry = find_entry(record, usable) if record.get("kind") != NOT_COMPARED else None
         labelled.append({**record, "documented": entry is not None,
                          "catalogue_id": entry["id"] if entry else None,

@@ -10,9 +10,7 @@ Exit codes: 0 run completed with no FAIL; 1 a scenario FAILed; 2 bad command lin
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import secrets
 import signal
 import sys
 import time
@@ -23,11 +21,10 @@ from typing import Any, NoReturn
 
 import redis
 
-from app import __version__, config
-from app.catalogue import label_for_targets
-from app.compare import NOISE_RULE, compare_results, merge_rounds
-from app.findings import group_findings, summarize
-from app.identity import allocator_warning, expected, identity_warnings, read_identity
+from app import config
+from app.compare import merge_rounds
+from app.document import conclude, describe_targets, finish, new_document, new_run_id, now
+from app.identity import expected
 from app.provision import ProvisionError, server_binary
 from app.render.progress import Progress
 from app.render.progress import make_progress as terminal_progress
@@ -41,8 +38,6 @@ from app.targets import (Target, TargetError, binary_target, check_reachable, co
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SETUP, EXIT_TARGET, EXIT_OUTPUT, EXIT_NEW = 0, 1, 2, 3, 4, 5, 6
 EXIT_INTERRUPTED = 130
-# The report document's layout; app/report_schema.json describes it.
-SCHEMA_VERSION = 2
 
 
 class UsageError(Exception):
@@ -197,23 +192,6 @@ def run_scenario_safely(name: str, client: redis.Redis, options: config.Scenario
     return outcome
 
 
-def describe_targets(targets: list[Target], clients: dict[str, redis.Redis]) -> dict[str, dict[str, Any]]:
-    """Each target's report entry, its identity read from the server itself."""
-    described = {}
-    for target in targets:
-        identity = read_identity(clients[target.name])
-        described[target.name] = {
-            "name": target.name, "role": target.role, "url": target.display_url(), "source": target.source,
-            "owned": target.owned, "binary": target.binary_source, "identity": identity,
-            "expected": list(target.expect) if target.expect else None,
-            "scenarios": list(target.scenarios) if target.scenarios is not None else None,
-            "control_of": target.control_of,
-            # A control is the baseline's binary: the baseline's own warnings already say what it is.
-            "warnings": [] if target.role == config.CONTROL_ROLE else
-            identity_warnings(target.name, target.expect, identity)}
-    return described
-
-
 def run_comparison(targets: list[Target], scenario_names: list[str], *, timeout_s: float,
                    allow_server_changes: bool = False, run_id: str | None = None,
                    progress: Callable[[str, str], None] | None = None) -> dict[str, Any]:
@@ -222,30 +200,14 @@ def run_comparison(targets: list[Target], scenario_names: list[str], *, timeout_
     The first target is the baseline unless a target says otherwise; noise controls are compared with
     the baseline, and what they show is subtracted as noise."""
     run_id = run_id or new_run_id()
-    started = dt.datetime.now(dt.timezone.utc)
-    if not any(t.role == config.BASELINE_ROLE for t in targets) and targets:
-        targets[0].role = config.BASELINE_ROLE
-    baseline = next(t for t in targets if t.role == config.BASELINE_ROLE)
-    document: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION, "kind": "comparison",
-        "tool": {"name": "redis-valkey-compat", "version": __version__},
-        "run_id": run_id, "started_at": started.isoformat(timespec="seconds"), "baseline": baseline.name,
-        "scenarios": scenario_names, "targets": {}, "results": {}, "warnings": [], "differences": [],
-        "completed": False,
-    }
+    started = now()
+    document = new_document("comparison", run_id, scenario_names)
     clients: dict[str, redis.Redis] = {}
     for target in targets:
         client = target.client(timeout_s)
         check_reachable(target, client)
         clients[target.name] = client
-    document["targets"] = describe_targets(targets, clients)
-    for entry in document["targets"].values():
-        document["warnings"].extend(entry["warnings"])
-        if entry["role"] == config.CANDIDATE_ROLE:
-            alloc = allocator_warning({baseline.name: document["targets"][baseline.name]["identity"],
-                                       entry["name"]: entry["identity"]})
-            if alloc:
-                document["warnings"].append(alloc)
+    describe_targets(document, targets, clients)
 
     prefix = f"rvc:{run_id.rsplit('-', 1)[-1]}:"
     down: dict[str, str] = {}  # target -> the scenario during which it stopped answering
@@ -271,10 +233,8 @@ def run_comparison(targets: list[Target], scenario_names: list[str], *, timeout_
         # Reached on success and on interruption alike: what was measured is still compared and kept.
         problems = CONFIG_JOURNAL.restore()
         document["warnings"].extend(f"CONFIG restore: {p}" for p in problems)
-        compare_document(document)
-        finished = dt.datetime.now(dt.timezone.utc)
-        document["finished_at"] = finished.isoformat(timespec="seconds")
-        document["duration_s"] = round((finished - started).total_seconds(), 3)
+        conclude(document)
+        finish(document, started)
         for client in clients.values():
             client.close()
     return document
@@ -293,18 +253,6 @@ def run_on_target(target: Target, scenario: str, client: redis.Redis, prefix: st
         down[target.name] = scenario
         outcome["detail"] += f" ({target.name} no longer answers)"
     return outcome
-
-
-def compare_document(document: dict[str, Any]) -> dict[str, Any]:
-    """Differences, noise, findings and summary of a document's results: the one comparison every
-    source of observations goes through."""
-    compared = compare_results(document["results"], document["targets"])
-    document["differences"] = label_for_targets(compared["differences"], document)
-    document["noise"] = compared["noise"]
-    document["not_compared"] = compared["not_compared"]
-    document["findings"] = group_findings(document["differences"])
-    document["summary"] = summarize(document["differences"], document["findings"], NOISE_RULE)
-    return document
 
 
 def make_progress() -> Callable[[str, str], None]:
@@ -330,10 +278,6 @@ def answers_ping(target: Target, timeout_s: float = 2.0) -> bool:
             return bool(probe.ping())
     except (redis.RedisError, OSError):
         return False
-
-
-def new_run_id() -> str:
-    return dt.datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
 def exit_code(document: dict[str, Any]) -> int:

@@ -23,6 +23,22 @@ def embedded_servers() -> Iterator[dict[str, EmbeddedServer]]:
 
 
 @pytest.fixture(scope="session")
+def trio() -> Iterator[dict[str, EmbeddedServer]]:
+    """Redis, a second process of the same Redis binary (the noise control) and Valkey: what replay,
+    the mirror and the explorer compare. Shared by the session; tests flush them only through FLUSHALL
+    on these servers, which the tool started."""
+    started: dict[str, EmbeddedServer] = {}
+    try:
+        for name, role in (("redis", config.BASELINE), ("redis-control", config.BASELINE),
+                           ("valkey", config.CANDIDATE)):
+            started[name] = EmbeddedServer(embedded_binary(role), f"trio-{name}").start()
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+@pytest.fixture(scope="session")
 def full_run(embedded_servers: dict[str, EmbeddedServer]) -> dict:
     """One real run of every registered scenario on the shared embedded servers, for the tests that read
     a whole report document (findings, catalogue, reports)."""
