@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app import config
+from app.render import sections
 from app.findings import (ALLOCATOR, CLASS_LABELS, DOCUMENTED, NEW, NOISE, attention_order, is_documented,
                           is_significant, record_class, summarize)
 
@@ -608,7 +609,7 @@ def render_html(document: dict[str, Any]) -> str:
             f"{esc(document.get('finished_at', ''))} · {esc(document.get('duration_s', ''))} s · "
             f"{esc(tool.get('name', ''))} {esc(tool.get('version', ''))}</p></header><main>"
             + incomplete + _identity_section(document) + _summary_section(document, summary)
-            + _charts_section(document) + _findings_section(document)
+            + _charts_section(document) + _findings_section(document) + sections.html_section(document)
             + '<label class="filter"><input type="checkbox" id="only-undocumented"> show only NEW '
               '(undocumented significant) differences</label>'
             + "".join(_scenario_section(document, s, names) for s in document.get("scenarios", []))

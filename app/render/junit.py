@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from app.findings import NEW
+from app.render import sections
 
 # XML 1.0 forbids most control characters; a server reply can hold any byte.
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -65,7 +66,16 @@ def build_junit(document: dict[str, Any]) -> ET.Element:
         ET.SubElement(props, "property", name="url", value=xml_text(target.get("url", "")))
         counts = {"tests": 0, "failures": 0, "skipped": 0}
         elapsed = 0.0
-        for scenario in document.get("scenarios", []):
+        own_cases = sections.junit_cases(document, role)
+        for case in own_cases or []:  # a replay's or the mirror's cases: one per command
+            suite.append(case)
+            counts["tests"] += 1
+            counts["failures"] += case.find("failure") is not None
+            counts["skipped"] += case.find("skipped") is not None
+            elapsed += float(case.get("time") or 0.0)
+        runs = target.get("scenarios")  # a control or --like-for-like-memory target runs only some
+        for scenario in [] if own_cases is not None else [s for s in document.get("scenarios", [])
+                                                          if runs is None or s in runs]:
             res = document.get("results", {}).get(role, {}).get(scenario)
             duration = float((res or {}).get("duration_s") or 0.0)
             elapsed += duration

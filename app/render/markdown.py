@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from app.findings import ALLOCATOR, DOCUMENTED, NEW, NOISE, summarize
+from app.render import sections
 
 MAX_LISTED = 15
 MAX_VALUE = 60
@@ -69,5 +70,8 @@ def render_markdown(document: dict[str, Any], html_name: str = "report.html") ->
         if len(new) > MAX_LISTED:
             lines.append(f"\n…and {len(new) - MAX_LISTED} more in {md(html_name)}.")
         lines += ["", "</details>"]
+    extra = sections.markdown_section(document)
+    if extra:
+        lines += ["", extra]
     lines += ["", f"Full report: `{html_name}` (run {md(document.get('run_id', ''))})."]
     return "\n".join(lines) + "\n"

@@ -13,6 +13,7 @@ import textwrap
 from typing import Any
 
 from app.findings import ALLOCATOR, CLASS_LABELS, DOCUMENTED, NEW, NOISE
+from app.render import sections
 
 MAX_VALUE_WIDTH = 30
 MAX_TITLE_WIDTH = 58
@@ -74,7 +75,8 @@ def render_table(document: dict[str, Any], max_differences: int = 12) -> str:
     lines += target_lines(document)
     lines += [f"  ! {warning}" for warning in document.get("warnings", [])]
     lines.append("")
-    lines += _scenario_rows(document, names)
+    if document.get("results"):  # a replay or the mirror has no scenario results: its section says what ran
+        lines += _scenario_rows(document, names)
     findings = document.get("findings", [])
     candidates = list(dict.fromkeys(f["target"] for f in findings))
     for target in candidates:
@@ -86,6 +88,9 @@ def render_table(document: dict[str, Any], max_differences: int = 12) -> str:
                                max(3, max_differences // 4))
         lines += _noise_line(mine, heading)
     lines += _not_compared(document)
+    extra = sections.table_section(document)
+    if extra:
+        lines += ["", extra]
     lines += ["", closing_line(document)]
     if not document.get("completed", True):
         lines.append("the run was interrupted: results are partial")
