@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import redis
 
 from app import config
+from app.identity import expected
 from app.provision import ServerBinary, embedded_binary, user_binary
 from app.servers import EmbeddedServer
 
@@ -134,3 +135,24 @@ def check_reachable(target: Target, client: redis.Redis) -> None:
         raise TargetError(f"{target.name}: {target.display_url()} refused PING: {exc}") from exc
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         raise TargetError(f"{target.name}: cannot reach {target.display_url()}: {exc}") from exc
+
+
+def embedded_trio(redis_path: str | None = None, valkey_path: str | None = None) -> list[Target]:
+    """Redis (the baseline), a second process of its binary (the noise control) and Valkey, all started
+    by the tool: what replay, the mirror and the explorer compare. The paths name user binaries;
+    None takes the embedded ones. On a start failure the ones already started are stopped."""
+    started: list[Target] = []
+    try:
+        for name, path in ((config.BASELINE, redis_path), (config.CANDIDATE, valkey_path)):
+            fields = {"role": config.BASELINE_ROLE if name == config.BASELINE else config.CANDIDATE_ROLE,
+                      "expect": expected(name)}
+            started.append(binary_target(name, path, **fields) if path else embedded_target(name, **fields))
+        control = control_target(started[0], ())
+        started.insert(1, control)
+        control.scenarios = None  # a stream is not split into scenarios: the control sees every command
+        return started
+    except BaseException:
+        for target in started:
+            target.stop()
+        raise
+
