@@ -18,6 +18,7 @@ from app.catalogue import label_for_targets
 from app.compare import NOISE_RULE, compare_results
 from app.findings import group_findings, summarize
 from app.identity import allocator_warning, identity_warnings, read_identity
+from app.matrix import build_matrix
 from app.targets import Target
 
 # The report document's layout; app/report_schema.json describes it.
@@ -85,6 +86,8 @@ def conclude(document: dict[str, Any], records: list[dict[str, Any]] | None = No
     document["differences"] = label_for_targets(records, document)
     document["findings"] = group_findings(document["differences"])
     document["summary"] = summarize(document["differences"], document["findings"], NOISE_RULE)
+    if sum(t.get("role") == config.CANDIDATE_ROLE for t in document["targets"].values()) > 1:
+        document["matrix"] = build_matrix(document)
     return document
 
 

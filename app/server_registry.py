@@ -20,8 +20,10 @@ from app.fetch_support import ProvisionError
 
 REGISTRY_PATH = Path(__file__).resolve().parent / "data" / "server_versions.json"
 SPEC_PREFIX = "embedded:"
-SPEC_SYNTAX = "embedded:PRODUCT@VERSION[+VARIANT], e.g. embedded:valkey@9.1.2 or embedded:valkey@9.1.2+jemalloc"
-SPEC_RE = re.compile(r"^(?P<product>[a-z]+)(?:@(?P<version>\d+\.\d+\.\d+)(?:\+(?P<variant>[a-z0-9]+))?)?$")
+SPEC_SYNTAX = ("embedded:PRODUCT@VERSION[+VARIANT], e.g. embedded:valkey@9.1.2, embedded:valkey@9.1.2+jemalloc "
+               "or embedded:valkey@latest (the newest the registry has)")
+SPEC_RE = re.compile(r"^(?P<product>[a-z]+)(?:@(?P<version>\d+\.\d+\.\d+|latest)(?:\+(?P<variant>[a-z0-9]+))?)?$")
+LATEST = "latest"
 
 PRODUCTS = ("redis", "valkey")
 ENTRY_FIELDS = {"product": str, "version": str, "source": dict, "allocator": str, "notes": str}
@@ -179,6 +181,9 @@ def parse_embedded_spec(text: str) -> VersionEntry:
         raise ProvisionError(f"unknown product {product!r} in {text!r}: known products are {known}")
     if version is None:
         return default_entry(product)
+    if version == LATEST:  # the newest version of the product, in the variant asked for (none: the plain build)
+        version = max((e.version for e in same_product if e.variant == variant),
+                      key=lambda v: tuple(int(n) for n in v.split(".")), default="none")
     candidates = [entry for entry in same_product if entry.version == version]
     chosen = [entry for entry in candidates if entry.variant == variant]
     if not chosen and variant is None and len(candidates) == 1:

@@ -29,7 +29,8 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> None:
-    # PR_SET_PDEATHSIG: if the tool is killed outright, the kernel stops its servers too.
+    # PR_SET_PDEATHSIG: if the tool is killed outright, the kernel stops its servers too. The "parent" is
+    # the thread that started the server: start long-lived servers from the main thread only.
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
     except OSError:

@@ -4,6 +4,7 @@ Usage: python -m app.test_runner [options]   (or the console script `redis-valke
 Exit codes: 0 run completed with no FAIL; 1 a scenario FAILed; 2 bad command line;
 3 a server could not be set up; 4 a target unreachable or refused the credentials;
 5 the report could not be written; 6 with --fail-on-new, undocumented differences were found;
+7 with --fail-on-change, a finding is new or changed since the --compare-with run;
 130 interrupted (Ctrl-C or SIGTERM).
 """
 
@@ -24,6 +25,7 @@ import redis
 from app import config
 from app.compare import merge_rounds
 from app.document import conclude, describe_targets, finish, new_document, new_run_id, now
+from app.history import HistoryError, compare_runs, has_changes, load_earlier
 from app.identity import expected
 from app.provision import ProvisionError, server_binary
 from app.render.progress import Progress
@@ -33,10 +35,12 @@ from app.render.table import render_table
 from app.scenarios import SCENARIO_NAMES, load
 from app.scenarios.support import CONFIG_JOURNAL, FAIL, result
 from app.servers import ServerStartError
+from app.target_specs import SpecError, parse_targets, start_targets
 from app.targets import (Target, TargetError, binary_target, check_reachable, control_target, embedded_target,
                          external_target)
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SETUP, EXIT_TARGET, EXIT_OUTPUT, EXIT_NEW = 0, 1, 2, 3, 4, 5, 6
+EXIT_CHANGED = 7
 EXIT_INTERRUPTED = 130
 
 
@@ -57,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="redis-valkey-compat",
                 description="Compare Redis 7.2 and Valkey 9.0: replies, errors, encodings, defaults, "
                             "memory, eviction and latency.")
+    p.add_argument("--target", metavar="NAME=SPEC", action="append", default=[],
+                   help="a target to compare, repeatable; the first is the baseline. SPEC: "
+                        "embedded:PRODUCT@VERSION (./rvc versions lists them; @latest: the newest), a URL, "
+                        "or a server binary")
     p.add_argument("--redis", metavar="URL", help="use a running Redis at this redis:// or rediss:// URL")
     p.add_argument("--valkey", metavar="URL", help="use a running Valkey at this URL")
     p.add_argument("--redis-server", metavar="PATH", help="start this redis-server binary instead of the embedded one")
@@ -77,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run the memory and eviction scenarios on a Valkey built with jemalloc "
                         f"({config.LIKE_FOR_LIKE_MEMORY['spec']}, built from Debian's source package on first "
                         "use, then cached), so memory is compared with the same allocator as Redis")
+    p.add_argument("--compare-with", metavar="REPORT_JSON",
+                   help="mark each finding new, changed or unchanged against an earlier run's report.json")
+    p.add_argument("--fail-on-change", action="store_true",
+                   help="with --compare-with: exit 7 when a finding is new or changed since that run (a CI gate "
+                        "that fires only on change)")
     p.add_argument("--fail-on-new", action="store_true",
                    help="exit 6 when an undocumented significant difference is found (a CI gate)")
     p.add_argument("--max-differences", type=int, default=12, metavar="N",
@@ -94,6 +107,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     args.scenario_names = _pick(args.scenarios, SCENARIO_NAMES, "scenario")
     args.roles = _pick(args.targets, config.ROLES, "target")
+    if args.target:
+        pair = [flag for flag in ("redis", "valkey", "redis_server", "valkey_server", "docker") if getattr(args, flag)]
+        if pair:
+            raise UsageError(f"--target and --{pair[0].replace('_', '-')} exclude each other: name every target "
+                             "with --target")
+        try:
+            args.target_specs = parse_targets(args.target)
+        except SpecError as exc:
+            raise UsageError(str(exc)) from exc
     if args.docker and (args.redis or args.valkey):
         raise UsageError("--docker and --redis/--valkey URLs exclude each other")
     for role in config.ROLES:
@@ -102,6 +124,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     memory = config.LIKE_FOR_LIKE_MEMORY["scenarios"]
     if args.like_for_like_memory and not set(memory) & set(args.scenario_names):
         raise UsageError(f"--like-for-like-memory needs one of the scenarios {', '.join(memory)}")
+    if args.fail_on_change and not args.compare_with:
+        raise UsageError("--fail-on-change needs --compare-with REPORT_JSON")
+    if args.compare_with:
+        try:
+            args.earlier = load_earlier(args.compare_with)
+        except HistoryError as exc:
+            raise UsageError(str(exc)) from exc
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
     for flag in ("tls_ca_cert", "tls_cert", "tls_key"):
@@ -325,8 +354,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unwritable:
         return fail(f"cannot write reports to {unwritable}: permission denied or not a folder", EXIT_OUTPUT)
     try:
-        for role in args.roles:
-            targets.append(make_target(role, args))
+        if args.target:
+            targets.extend(start_targets(args.target_specs, tls_options(args), args.db))
+        else:
+            for role in args.roles:
+                targets.append(make_target(role, args))
         if args.like_for_like_memory:
             targets.append(like_for_like_target(args.scenario_names))
         if len(targets) > 1:
@@ -342,9 +374,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if isinstance(progress, Progress):
                 progress.close()  # clear the progress line before the table is printed
+        if args.compare_with:
+            document["since_last"] = compare_runs(document, args.earlier, args.compare_with)
         code = exit_code(document)
         if code == EXIT_OK and args.fail_on_new and document["summary"].get("new"):
             code = EXIT_NEW
+        if code == EXIT_OK and args.fail_on_change and has_changes(document):
+            code = EXIT_CHANGED
         if document.get("interrupted"):
             code = fail(f"interrupted by {document['interrupted']}; servers stopped, CONFIG restored, "
                         "partial results kept", EXIT_INTERRUPTED)

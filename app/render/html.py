@@ -446,6 +446,69 @@ def _findings_section(document: dict[str, Any]) -> str:
             + "</section>")
 
 
+KIND_COLOURS = {"reply": "#ddf4ff", "error_text": "#fff1e5", "availability": "#fbefff", "config_default": "#f6f8fa",
+                "encoding": "#dafbe1", "memory": "#fff8c5", "eviction": "#fff8c5", "ordering": "#ffebe9",
+                "timing": "#eaeef2", "status": "#ffebe9"}
+MATRIX_MARKS = {NEW: "NEW", DOCUMENTED: "documented", ALLOCATOR: "allocator", NOISE: "noise"}
+
+
+def _matrix_section(document: dict[str, Any]) -> str:
+    """Every differing place, its value on every target; each cell coloured by the kind of difference."""
+    matrix = document.get("matrix")
+    if not matrix:
+        return ""
+    names = matrix["targets"]
+    head = "<th>scenario</th><th>metric</th><th>kind</th>" + "".join(
+        f'<th data-target="{esc(n)}">{esc(n)}<br><small>{esc(_version_of(document, n))}</small></th>' for n in names)
+    rows = []
+    for row in matrix["rows"]:
+        cells = []
+        for name in names:
+            value = row["values"].get(name, "—")
+            if name == matrix["baseline"]:
+                cells.append(f'<td class="value" data-target="{esc(name)}">{esc(show(value))}</td>')
+            elif value == {"same_as_baseline": True}:
+                cells.append(f'<td class="value same" data-target="{esc(name)}">= {esc(matrix["baseline"])}</td>')
+            else:
+                cls = row["classes"].get(name, "")
+                colour = KIND_COLOURS.get(row["kind"], "#ffffff") if name in row["classes"] else "#ffffff"
+                cells.append(f'<td class="value cls-{esc(cls)}" data-target="{esc(name)}" style="background:{colour}">'
+                             f'<span class="mark {esc(cls)}">{esc(MATRIX_MARKS.get(cls, ""))}</span> '
+                             f'{esc(show(value))}</td>')
+        first = min((row["classes"][n] for n in row["classes"]), key=lambda c: list(MATRIX_MARKS).index(c))
+        rows.append(f'<tr class="matrix-row class-{esc(first)}" data-kind="{esc(row["kind"])}"><td>{esc(row["scenario"])}</td>'
+                    f'<td class="path">{esc(row["path"])}</td><td>{esc(row["kind"])}</td>{"".join(cells)}</tr>')
+    legend = " ".join(f'<span class="kind-key" style="background:{c}">{esc(k)}</span>' for k, c in KIND_COLOURS.items())
+    changes = "".join(
+        f'<li><b>{esc(c["from"])} ({esc(c["from_version"])}) → {esc(c["to"])} ({esc(c["to_version"])})</b>: '
+        f'{len(c["appear"])} appear, {len(c["disappear"])} disappear<ul>'
+        + "".join(f'<li class="appear">+ {esc(i["id"])} {esc(i["title"])}</li>' for i in c["appear"])
+        + "".join(f'<li class="disappear">− {esc(i["id"])} {esc(i["title"])}</li>' for i in c["disappear"])
+        + "</ul></li>" for c in matrix.get("changes", []))
+    return (f'<section id="matrix"><h2>Matrix: {len(matrix["rows"])} places across {len(names)} targets</h2>'
+            + (f'<h3>What changed between consecutive versions</h3><ul class="changes">{changes}</ul>' if changes else "")
+            + f'<p>Cells are coloured by kind: {legend}; "= {esc(matrix["baseline"])}": the same as the baseline.</p>'
+            + f'<table class="matrix"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></section>')
+
+
+def _version_of(document: dict[str, Any], name: str) -> str:
+    ident = document.get("targets", {}).get(name, {}).get("identity") or {}
+    return f'{ident.get("product", "?")} {ident.get("version", "?")} {ident.get("mem_allocator", "")}'
+
+
+def _since_section(document: dict[str, Any]) -> str:
+    since = document.get("since_last")
+    if not since:
+        return ""
+    c = since["counts"]
+    items = "".join(f'<li class="since-{label}">{label}: {esc(i["target"])} {esc(i["id"])} {esc(i["title"])} '
+                    f'({esc(CLASS_LABELS[i["class"]])})</li>' for label in ("new", "changed", "gone")
+                    for i in since[label])
+    return (f'<section id="since"><h2>Since run {esc(since["against_run"])}</h2><p>{c["new"]} new, {c["changed"]} '
+            f'changed, {c["unchanged"]} unchanged, {c["gone"]} gone (against {esc(since["against"])}).</p>'
+            f'<ul>{items}</ul></section>')
+
+
 def _delta(record: dict[str, Any]) -> str:
     if "delta" not in record:
         return ""
@@ -566,7 +629,8 @@ svg.chart{width:100%;height:auto}svg.chart .grid{stroke:#eaeef2}svg.chart .axis{
 svg.chart .chart-title{font-size:13px;fill:#1f2328;font-weight:600}svg.chart .series{fill:none;stroke-width:2.5}
 svg.chart .range{stroke-width:1.5}svg.chart .limit{stroke:#cf222e;stroke-dasharray:6 4;stroke-width:1.5}
 svg.chart .limit-label{fill:#cf222e}label.filter{display:block;margin:8px 0}
-.hidden{display:none}
+.hidden{display:none}td.same{color:#57606a}.kind-key{padding:0 6px;border:1px solid #d0d7de;border-radius:4px}
+li.appear{color:#1a7f37}li.disappear{color:#cf222e}
 """
 
 # Marks each chart that really has drawn marks (non-empty layout box), so a headless browser can tell.
@@ -609,7 +673,8 @@ def render_html(document: dict[str, Any]) -> str:
             f"{esc(document.get('finished_at', ''))} · {esc(document.get('duration_s', ''))} s · "
             f"{esc(tool.get('name', ''))} {esc(tool.get('version', ''))}</p></header><main>"
             + incomplete + _identity_section(document) + _summary_section(document, summary)
-            + _charts_section(document) + _findings_section(document) + sections.html_section(document)
+            + _since_section(document) + _charts_section(document) + _matrix_section(document)
+            + _findings_section(document) + sections.html_section(document)
             + '<label class="filter"><input type="checkbox" id="only-undocumented"> show only NEW '
               '(undocumented significant) differences</label>'
             + "".join(_scenario_section(document, s, names) for s in document.get("scenarios", []))

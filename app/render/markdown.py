@@ -70,6 +70,13 @@ def render_markdown(document: dict[str, Any], html_name: str = "report.html") ->
         if len(new) > MAX_LISTED:
             lines.append(f"\n…and {len(new) - MAX_LISTED} more in {md(html_name)}.")
         lines += ["", "</details>"]
+    since = document.get("since_last")
+    if since:
+        c = since["counts"]
+        lines += ["", f"**Since run {md(since['against_run'])}:** {c['new']} new, {c['changed']} changed, "
+                      f"{c['unchanged']} unchanged, {c['gone']} gone."]
+        lines += [f"- {label} {md(i['target'])}: {md(i['id'])} {md(i['title'])}"
+                  for label in ("new", "changed", "gone") for i in since[label][:MAX_LISTED]]
     extra = sections.markdown_section(document)
     if extra:
         lines += ["", extra]

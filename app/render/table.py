@@ -79,6 +79,9 @@ def render_table(document: dict[str, Any], max_differences: int = 12) -> str:
         lines += _scenario_rows(document, names)
     findings = document.get("findings", [])
     candidates = list(dict.fromkeys(f["target"] for f in findings))
+    if document.get("matrix"):  # several candidates: one matrix instead of one block per candidate
+        lines += matrix_lines(document, max_differences)
+        candidates = []
     for target in candidates:
         mine = [f for f in findings if f["target"] == target]
         heading = "" if len(candidates) == 1 else f"{target} against {document.get('baseline', names[0])}: "
@@ -88,6 +91,7 @@ def render_table(document: dict[str, Any], max_differences: int = 12) -> str:
                                max(3, max_differences // 4))
         lines += _noise_line(mine, heading)
     lines += _not_compared(document)
+    lines += since_last_lines(document, max_differences)
     extra = sections.table_section(document)
     if extra:
         lines += ["", extra]
@@ -162,7 +166,7 @@ def _documented_line(findings: list[dict[str, Any]], heading: str) -> list[str]:
     if len(documented) > len(shown):
         listed += f", … {len(documented) - len(shown)} more in the reports"
     text = f"{heading}documented ({len(documented)}, each with its release note; records in brackets): {listed}"
-    return ["", *textwrap.wrap(text, LINE_WIDTH, subsequent_indent="  ")]
+    return ["", *textwrap.wrap(text, LINE_WIDTH, subsequent_indent="  ", break_on_hyphens=False)]
 
 
 def _noise_line(findings: list[dict[str, Any]], heading: str) -> list[str]:
@@ -172,6 +176,68 @@ def _noise_line(findings: list[dict[str, Any]], heading: str) -> list[str]:
     records = sum(f["records"] for f in noise)
     return ["", f"{heading}{CLASS_LABELS[NOISE]}: {len(noise)} findings ({records} records: timings within "
                 f"their spread, or places where two processes of one binary differ too)"]
+
+
+MATRIX_MARKS = {NEW: "NEW", DOCUMENTED: "doc", ALLOCATOR: "alloc", NOISE: "~"}
+
+
+def matrix_lines(document: dict[str, Any], limit: int) -> list[str]:
+    """Findings per target, the findings across targets (a mark where each target has one), and what
+    appears or disappears between consecutive versions of a product."""
+    matrix = document["matrix"]
+    candidates = matrix["targets"][1:]
+    by_target = (document.get("summary") or {}).get("by_target", {})
+    col = max([6] + [len(c) for c in candidates])
+    lines = ["", f"findings per target, against {matrix['baseline']}:",
+             f"  {'target':<{col}}  findings   NEW  documented  allocator  noise"]
+    for cand in candidates:
+        c = by_target.get(cand, {})
+        lines.append(f"  {cand:<{col}}  {c.get('findings', 0):>8}  {c.get(NEW, 0):>4}  {c.get(DOCUMENTED, 0):>10}"
+                     f"  {c.get(ALLOCATOR, 0):>9}  {c.get(NOISE, 0):>5}")
+    by_id: dict[str, dict[str, Any]] = {}
+    for finding in document.get("findings", []):
+        if finding["class"] == NOISE:
+            continue
+        row = by_id.setdefault(finding["id"], {"finding": finding, "marks": {}})
+        row["marks"][finding["target"]] = MATRIX_MARKS[finding["class"]]
+    is_new = [r for r in by_id.values() if MATRIX_MARKS[NEW] in r["marks"].values()]
+    rows = sorted(is_new, key=lambda r: (-len(r["marks"]), r["finding"]["id"]))
+    shown = rows[:max(limit, 0)]
+    lines += ["", f"NEW findings across targets ({len(rows)}; "
+                  "NEW / doc / alloc where a target has it, . where not):",
+              "  " + "  ".join(f"{c:>{col}}" for c in candidates) + "  finding"]
+    for row in shown:
+        marks = "  ".join(f"{row['marks'].get(c, '.'):>{col}}" for c in candidates)
+        lines.append(f"  {marks}  {_fit(row['finding']['id'] + ' ' + _title(row['finding']), MAX_TITLE_WIDTH + 20)}")
+    hidden = len(rows) - len(shown)
+    if hidden > 0:
+        lines.append(f"  … {hidden} more in the reports (--max-differences N shows more)")
+    for change in matrix.get("changes", []):
+        lines += ["", f"{change['from']} ({change['from_version']}) -> {change['to']} ({change['to_version']}): "
+                      f"{len(change['appear'])} findings appear, {len(change['disappear'])} disappear"]
+        for sign, items in (("+", change["appear"]), ("-", change["disappear"])):
+            for item in items[:max(limit, 0)]:
+                lines.append(f"  {sign} {_fit(item['id'] + ' ' + item['title'], MAX_TITLE_WIDTH + 30)}")
+            if len(items) > max(limit, 0):
+                lines.append(f"  {sign} … {len(items) - limit} more in the reports")
+    return lines
+
+
+def since_last_lines(document: dict[str, Any], limit: int) -> list[str]:
+    """--compare-with: what is new, changed or gone since the earlier run."""
+    since = document.get("since_last")
+    if not since:
+        return []
+    c = since["counts"]
+    lines = ["", f"since run {since['against_run'] or since['against']}: {c['new']} new, {c['changed']} changed, "
+                 f"{c['unchanged']} unchanged, {c['gone']} gone"]
+    for label, items in (("new", since["new"]), ("changed", since["changed"]), ("gone", since["gone"])):
+        for item in items[:max(limit, 0)]:
+            lines.append(f"  {label:<7} {item['target']}: {_fit(item['id'] + ' ' + item['title'], MAX_TITLE_WIDTH + 30)}"
+                         f" [{CLASS_LABELS[item['class']]}]")
+        if len(items) > max(limit, 0):
+            lines.append(f"  {label:<7} … {len(items) - limit} more in the reports")
+    return lines
 
 
 def _not_compared(document: dict[str, Any]) -> list[str]:
