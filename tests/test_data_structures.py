@@ -167,7 +167,7 @@ COMMAND_DIFFERENCES: dict[str, tuple[Any, Any]] = {
     "commands.GET after SET IFEQ": ("v1", "v4"),
     "commands.DELIFEQ not matching": (_unknown("DELIFEQ", "'{p}cmd:s' 'nope'"), 0),
     "commands.DELIFEQ missing key": (_unknown("DELIFEQ", "'{p}missing' 'v'"), 0),
-    "commands.DELIFEQ matching": (_unknown("DELIFEQ", "'{p}cmd:s' 'v1'"), 1),
+    "commands.DELIFEQ matching": (_unknown("DELIFEQ", "'{p}cmd:s' 'v5'"), 1),
     "commands.XREAD last entry with +": ({"error": "ERR Invalid stream ID specified as stream command argument"},
                                          [["{p}cmd:x", [["1-2", ["f", "w"]]]]]),
     "commands.GEOSEARCH BYPOLYGON": ({"error": "ERR syntax error"},
