@@ -24,12 +24,13 @@ import redis
 
 from app import cli as rvc_cli
 from app.migration import cli
-from app.migration.dataset import generate
+from app.migration.digest import canonical, describe, digest
+from app.migration.dataset import SPECIMEN_COUNT, generate
 from app.migration.keycopy import logical_route
 from app.migration.physical import Move
 from app.migration.processes import Fleet
 from app.migration.rehearsal import RehearsalOptions, default_binaries, rehearse, server_dir
-from app.migration.settings import FORWARD, ROLLBACK, ROUTES, TEST_DATASET
+from app.migration.settings import DIRECTIONS, FORWARD, OUTCOMES, ROLLBACK, ROUTES, TEST_DATASET
 from app.migration.verify import LOSS_DANGLING, LOSS_FIELD_TTL, verify
 from app.render.reports import write_reports
 from app.servers import EmbeddedServer
@@ -123,6 +124,10 @@ def test_data_set_covers_every_encoding_on_both_sides_of_its_threshold(rehearsal
     for direction, dataset in rehearsal["migration"]["dataset"].items():
         wrong = [s for s in dataset["specimens"] if s["encoding"] != s["expected"]]
         assert not wrong, (direction, wrong)
+        assert len(dataset["specimens"]) == SPECIMEN_COUNT
+        # --keys is the size: specimens, big keys and families add up to it (rounding; expired ones gone).
+        asked = dataset["keys_requested"]
+        assert asked - dataset["ttls"]["expiring"] - 20 <= dataset["keys"] <= asked + 20
         assert set(dataset["by_db"]) == {"0", "1", "7"}
         assert dataset["ttls"]["seconds"] > 0 and dataset["ttls"]["milliseconds"] > 0
         assert dataset["ttls"]["expiring"] > 0
@@ -178,6 +183,28 @@ def test_reports_in_every_format(rehearsal: dict[str, Any], tmp_path: Path) -> N
     assert markdown.count("\n| ") == 2 * len(ROUTES) + 1
     table = cli.render_table(rehearsal)
     assert "refusals (exact error line):" in table and REFUSALS["dump_restore"] in table
+
+
+def test_schema_knows_every_route_direction_and_outcome() -> None:
+    cell = SCHEMA["$defs"]["cell"]["properties"]
+    assert cell["route"]["enum"] == list(ROUTES)
+    assert cell["direction"]["enum"] == list(DIRECTIONS)
+    assert cell["status"]["enum"] == list(OUTCOMES)
+
+
+# --- digests: what the servers may legitimately answer differently ---------------------------------
+
+def test_digest_ignores_order_and_score_formatting_but_not_content() -> None:
+    # Redis 7.2 formats a score with %.17g, Valkey 9.0 with the shortest form: one score either way.
+    redis_zset = [(b"m", b"0.10000000000000001"), (b"n", b"inf")]
+    valkey_zset = [(b"n", b"inf"), (b"m", b"0.1")]
+    assert digest(canonical(b"zset", redis_zset)) == digest(canonical(b"zset", valkey_zset))
+    assert digest(canonical(b"set", [b"a", b"b"])) == digest(canonical(b"set", [b"b", b"a"]))
+    assert digest(canonical(b"list", [b"a", b"b"])) != digest(canonical(b"list", [b"b", b"a"]))
+    # Length-prefixed parts: moving a byte between two members is a different content.
+    assert digest(canonical(b"set", [b"ab", b"c"])) != digest(canonical(b"set", [b"a", b"bc"]))
+    source, target = canonical(b"hash", {b"f": b"1", b"g": b"2"}), canonical(b"hash", {b"f": b"1", b"g": b"3"})
+    assert describe(b"hash", source, target) == ["field 'g': source '2', target '3'"]
 
 
 # --- the verification names what differs ------------------------------------------------------------

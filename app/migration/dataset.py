@@ -23,6 +23,7 @@ Builder = Callable[[str, int, dict[str, int]], list[Command]]
 PREFIX = settings.KEY_PREFIX
 # Explicit stream IDs: the same data set on every run (ms part, one entry per ms).
 STREAM_ID_BASE = 1_700_000_000_000
+SPECIMEN_COUNT = 25  # len(specimens(...)): keys the data set has whatever --keys says
 
 
 class DatasetError(RuntimeError):
@@ -206,9 +207,12 @@ def thresholds(pipe: Pipe) -> dict[str, int]:
 
 
 def family_counts(spec: DatasetSpec) -> dict[str, int]:
-    counts = {name: max(1, int(spec.keys * share)) for name, share in settings.FAMILY_SHARES.items()}
-    counts["expiring"] = max(1, int(spec.keys * settings.EXPIRING_SHARE))
-    return counts
+    """Keys per family: --keys in all, less the specimens and big keys, split by the shares (normalised;
+    at least one of each family, so a tiny data set still has every type)."""
+    shares = {**settings.FAMILY_SHARES, "expiring": settings.EXPIRING_SHARE}
+    bulk = max(0, spec.keys - SPECIMEN_COUNT - 2)
+    total = sum(shares.values())
+    return {name: max(1, round(bulk * share / total)) for name, share in shares.items()}
 
 
 def _db_cycle(spec: DatasetSpec) -> list[int]:

@@ -13,18 +13,18 @@ from app.migration.wire import text
 
 # Items named when two contents differ (the rest is counted).
 MAX_DETAILS = 5
-# Stream parts a logical copy cannot reproduce (when a consumer was last seen/active): not compared.
-STREAM_UNCOMPARED = ("seen-time", "active-time")
 
 
 def canonical(key_type: bytes, content: Any) -> Any:
-    """The content in an order- and format-independent form (sets sorted, scores as floats...)."""
+    """The content in an order- and format-independent form: sets as frozensets, hashes as dicts, sorted
+    sets as member -> float score (so "0.1" and "0.10000000000000001" are one score); lists and strings
+    as they are. Equal forms, equal content; the digest sorts what has no order."""
     if key_type == b"set":
-        return tuple(sorted(content))
+        return frozenset(content)
     if key_type == b"hash":
-        return tuple(sorted(content.items()))
+        return content
     if key_type == b"zset":
-        return tuple(sorted((member, float(score)) for member, score in content))
+        return {member: float(score) for member, score in content}
     if key_type == b"list":
         return tuple(content)
     if key_type == b"stream":
@@ -59,6 +59,10 @@ def _serialise(value: Any, out: list[bytes]) -> None:
         out.append(b"t%d:" % len(value))
         for item in value:
             _serialise(item, out)
+    elif isinstance(value, frozenset | set):
+        _serialise(tuple(sorted(value)), out)
+    elif isinstance(value, dict):
+        _serialise(tuple(sorted(value.items())), out)
     elif isinstance(value, float):
         out.append(b"f" + value.hex().encode() + b";")
     elif value is None:

@@ -6,14 +6,17 @@ target, and the function libraries with it. Measures; prints nothing.
 from __future__ import annotations
 
 import time
+from collections import Counter, deque
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.migration import settings
-from app.migration.keyspace import DbPipes, open_db, read_views, scan_batches, typed_batches, volatile_field_dbs
+from app.migration.keyspace import (READERS, DbPipes, ScanAhead, open_db, receive_views, scan_batches,
+                                    send_reads, volatile_field_dbs)
 from app.migration.outcome import Refusals, RouteResult
 from app.migration.physical import Move
-from app.migration.settings import PARTIAL, REFUSED, WORKS
+from app.migration.settings import PARTIAL, WORKS
 from app.migration.wire import Command, Pipe, has_command, is_error, keyspace, text
 
 MIGRATE_TIMEOUT_MS = 60_000
@@ -35,19 +38,6 @@ def _batches(source_port: int, target_port: int) -> Iterator[tuple[int, Pipe, Pi
                 seen.update(keys)
                 if keys:
                     yield db, src, tgt, keys
-
-
-def _typed_batches(source_port: int, target_port: int,
-                   volatile: set[int]) -> Iterator[tuple[int, DbPipes, Pipe, bytes, list[bytes]]]:
-    """(db, source pipes, target pipe, type, keys): the same, type by type (the logical copy reads by type)."""
-    for db in _databases(source_port):
-        src = open_db(source_port, db, field_ttls=db in volatile)
-        try:
-            with Pipe(target_port, db) as tgt:
-                for key_type, keys in typed_batches(src.aux, settings.SCAN_COUNT):
-                    yield db, src, tgt, key_type, keys
-        finally:
-            src.close()
 
 
 def _finish(result: RouteResult, keys: Refusals, functions: Refusals, started: float, what: str) -> RouteResult:
@@ -191,46 +181,92 @@ def _stream_commands(key: bytes, stream: dict[str, Any]) -> list[Command]:
     return commands
 
 
+@dataclass
+class _Copy:
+    """The running state of one logical copy."""
+
+    target_fields: bool  # the target has hash-field TTLs (HPEXPIREAT)
+    keys: Refusals = field(default_factory=Refusals)
+    counts: Counter[str] = field(default_factory=Counter)
+
+
 def logical_route(move: Move) -> RouteResult:
     started = time.perf_counter()
     target = move.fleet.start(move.target_role, "logical-target")
     result = RouteResult(status=WORKS, target=target,
-                         detail="SCAN + TYPE/PEXPIRETIME + type-wise reads on the source; type-wise writes and "
-                                "PEXPIREAT (absolute) on the target; FUNCTION LOAD of each library's code")
+                         detail="SCAN + TYPE, then PEXPIRETIME + type-wise reads on the source; type-wise writes "
+                                "and PEXPIREAT (absolute) on the target; FUNCTION LOAD of each library's code")
     with Pipe(move.source.port) as src, Pipe(target.port) as tgt:
         source_fields = has_command(src, "HPEXPIRETIME")
         volatile = volatile_field_dbs(keyspace(src)) if source_fields else set()
-        target_fields = has_command(tgt, "HPEXPIREAT")
-    keys = Refusals()
-    counts = {"expired_meanwhile": 0, "field_ttl_keys": 0, "field_ttls_dropped_keys": 0}
-    for _, src, tgt, key_type, batch in _typed_batches(move.source.port, target.port, volatile):
-        views = read_views([src], batch, key_type, with_encoding=False)[0]
-        writes: list[Command] = []
-        owners: list[bytes] = []
-        now_ms = int(time.time() * 1000)
-        for key, view in zip(batch, views):
-            if view.key_type != key_type or 0 < view.expire_ms <= now_ms:
-                counts["expired_meanwhile"] += 1
-                continue
-            commands = [("DEL", key), *write_commands(key, view.key_type, view.content)]
-            if view.expire_ms > 0:
-                commands.append(("PEXPIREAT", key, view.expire_ms))
-            if view.field_ttls:
-                counts["field_ttl_keys"] += 1
-                if target_fields:
-                    commands += [("HPEXPIREAT", key, at, "FIELDS", 1, name) for name, at in view.field_ttls.items()]
-                else:
-                    counts["field_ttls_dropped_keys"] += 1
-            keys.attempted += 1
-            writes += commands
-            owners += [key] * len(commands)
-        failed_keys: set[bytes] = set()
-        for key, command, reply in zip(owners, writes, tgt.run(writes)):
-            if is_error(reply) and key not in failed_keys:
-                failed_keys.add(key)
-                keys.note(text(key), f"{text(command[0])}: {reply}")
-    if counts["field_ttls_dropped_keys"]:
-        result.notes.append(f"{counts['field_ttls_dropped_keys']} hash(es) had field TTLs the target cannot hold "
-                            "(no HPEXPIREAT): copied without them")
-    result.counts.update(counts)
-    return _finish(result, keys, _functions_by_code(move.source.port, target.port), started, "logical copy")
+        copy = _Copy(target_fields=has_command(tgt, "HPEXPIREAT"))
+    for db in _databases(move.source.port):
+        _copy_db(move.source.port, target.port, db, db in volatile, copy)
+    dropped = copy.counts["field_ttls_dropped_keys"]
+    if dropped:
+        result.notes.append(f"{dropped} hash(es) had field TTLs the target cannot hold (no HPEXPIREAT): "
+                            "copied without them")
+    result.counts.update({name: copy.counts[name] for name in ("expired_meanwhile", "field_ttl_keys",
+                                                               "field_ttls_dropped_keys")})
+    return _finish(result, copy.keys, _functions_by_code(move.source.port, target.port), started, "logical copy")
+
+
+def _copy_db(source_port: int, target_port: int, db: int, field_ttls: bool, copy: _Copy) -> None:
+    """One database, pipelined both ways: the next batch's reads are sent before this batch is written,
+    and a batch's write replies are checked only after the next batch was sent."""
+    src = open_db(source_port, db, field_ttls=field_ttls)
+    reads: deque[tuple[bytes, list[bytes], list[int]]] = deque()
+    writes: deque[tuple[list[tuple[bytes, Command]], int]] = deque()
+    try:
+        with Pipe(target_port, db) as tgt, ScanAhead(source_port, db, settings.SCAN_COUNT) as batches:
+            for key_type, keys in batches:
+                if key_type not in READERS:  # a module's type: no command reads it in a portable form
+                    copy.keys.attempted += len(keys)
+                    for key in keys:
+                        copy.keys.note(text(key), f"type {text(key_type)}: the logical copy cannot read this type")
+                    continue
+                reads.append((key_type, keys, send_reads([src], keys, key_type, with_encoding=False)))
+                if len(reads) > 1:
+                    writes.append(_write_batch(src, tgt, reads.popleft(), copy))
+                if len(writes) > 1:
+                    _check_writes(tgt, writes.popleft(), copy)
+            while reads:
+                writes.append(_write_batch(src, tgt, reads.popleft(), copy))
+            while writes:
+                _check_writes(tgt, writes.popleft(), copy)
+    finally:
+        src.close()
+
+
+def _write_batch(src: DbPipes, tgt: Pipe, sent: tuple[bytes, list[bytes], list[int]],
+                 copy: _Copy) -> tuple[list[tuple[bytes, Command]], int]:
+    """Read one batch's replies, send the writes that recreate its keys; returns what to check later."""
+    key_type, keys, counts = sent
+    views = receive_views([src], counts, keys, key_type, with_encoding=False)[0]
+    commands: list[tuple[bytes, Command]] = []
+    now_ms = int(time.time() * 1000)
+    for key, view in zip(keys, views):
+        if view.key_type != key_type or 0 < view.expire_ms <= now_ms:
+            copy.counts["expired_meanwhile"] += 1
+            continue
+        key_commands = [("DEL", key), *write_commands(key, view.key_type, view.content)]
+        if view.expire_ms > 0:
+            key_commands.append(("PEXPIREAT", key, view.expire_ms))
+        if view.field_ttls:
+            copy.counts["field_ttl_keys"] += 1
+            if copy.target_fields:
+                key_commands += [("HPEXPIREAT", key, at, "FIELDS", 1, name) for name, at in view.field_ttls.items()]
+            else:
+                copy.counts["field_ttls_dropped_keys"] += 1
+        copy.keys.attempted += 1
+        commands += [(key, command) for command in key_commands]
+    return commands, tgt.send(command for _, command in commands)
+
+
+def _check_writes(tgt: Pipe, sent: tuple[list[tuple[bytes, Command]], int], copy: _Copy) -> None:
+    commands, count = sent
+    failed: set[bytes] = set()
+    for (key, command), reply in zip(commands, tgt.receive(count)):
+        if is_error(reply) and key not in failed:
+            failed.add(key)
+            copy.keys.note(text(key), f"{text(command[0])}: {reply}")

@@ -11,14 +11,14 @@ renderers show the result.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.migration import settings
 from app.migration.digest import canonical, describe, digest, without_dangling_pending
-from app.migration.keyspace import (MISSING, NO_TTL, DbPipes, KeyView, open_db, receive_views, scan_batches,
-                                    send_reads, typed_batches, volatile_field_dbs)
+from app.migration.keyspace import (MISSING, NO_TTL, READERS, DbPipes, KeyView, ScanAhead, open_db,
+                                    receive_views, scan_batches, send_reads, view_at, volatile_field_dbs)
 from app.migration.wire import Pipe, has_command, keyspace, run_both, text
 
 # Why a difference is a loss (the target cannot hold it), not a mismatch (a route got it wrong).
@@ -33,6 +33,15 @@ class Side:
     port: int
     field_ttls: bool = False  # the server has hash-field TTLs (HPEXPIRETIME)
     volatile_dbs: set[int] = field(default_factory=set)
+
+
+@dataclass
+class Sent:
+    """A batch whose reads were sent: its type, keys, and how many replies each server owes."""
+
+    key_type: bytes
+    keys: list[bytes]
+    counts: list[int]
 
 
 @dataclass
@@ -103,18 +112,9 @@ def _verify_db(db: int, source: Side, target: Side, tally: Tally, tolerance_ms: 
     found_on_target = 0
     sides = [open_db(side.port, db, side.field_ttls and db in side.volatile_dbs) for side in (source, target)]
     try:
-        in_flight: tuple[bytes, list[bytes], list[int]] | None = None
-        for key_type, keys in typed_batches(sides[0].aux, settings.SCAN_COUNT):
-            seen.update(keys)
-            sent = (key_type, keys, send_reads(sides, keys, key_type, with_encoding=True))
-            if in_flight:
-                found_on_target += _compare_batch(db, sides, in_flight, tally, tolerance_ms, target.field_ttls)
-            in_flight = sent
-        if in_flight:
-            found_on_target += _compare_batch(db, sides, in_flight, tally, tolerance_ms, target.field_ttls)
+        with ScanAhead(source.port, db, settings.SCAN_COUNT) as batches:
+            found_on_target += _compare_all(db, sides, batches, seen, tally, tolerance_ms, target.field_ttls)
         src_pipe, tgt_pipe = sides[0].aux, sides[1].aux
-        if int(src_pipe.call("DBSIZE")) > len(seen):
-            found_on_target += _other_types(db, seen, src_pipe, tgt_pipe, tally)
         if int(tgt_pipe.call("DBSIZE")) > found_on_target:  # DBSIZE also counts expired keys not yet reclaimed
             _find_extras(db, seen, src_pipe, tgt_pipe, tally, tolerance_ms)
     finally:
@@ -122,58 +122,97 @@ def _verify_db(db: int, source: Side, target: Side, tally: Tally, tolerance_ms: 
             side.close()
 
 
-def _compare_batch(db: int, sides: list[DbPipes], sent: tuple[bytes, list[bytes], list[int]], tally: Tally,
-                   tolerance_ms: int, target_has_field_ttls: bool) -> int:
+def _compare_all(db: int, sides: list[DbPipes], batches: ScanAhead, seen: set[bytes], tally: Tally,
+                 tolerance_ms: int, target_has_field_ttls: bool) -> int:
+    """Every batch, with the next ones already sent while it is compared (the servers then never wait
+    for the comparison); returns how many keys the target holds."""
+    found_on_target = 0
+    in_flight: deque[Sent] = deque()
+    for key_type, keys in batches:
+        seen.update(keys)
+        if key_type not in READERS:
+            found_on_target += _other_type(db, key_type, keys, sides[0].aux, sides[1].aux, tally)
+            continue
+        in_flight.append(Sent(key_type, keys, send_reads(sides, keys, key_type, with_encoding=True)))
+        if len(in_flight) > settings.BATCHES_IN_FLIGHT:
+            found_on_target += _compare_batch(db, sides, in_flight.popleft(), tally, tolerance_ms,
+                                              target_has_field_ttls)
+    while in_flight:
+        found_on_target += _compare_batch(db, sides, in_flight.popleft(), tally, tolerance_ms, target_has_field_ttls)
+    return found_on_target
+
+
+def _compare_batch(db: int, sides: list[DbPipes], sent: Sent, tally: Tally, tolerance_ms: int,
+                   target_has_field_ttls: bool) -> int:
     """Compare one batch of keys the source's SCAN gave as key_type; returns how many the target holds."""
-    key_type, keys, counts = sent
-    src_views, tgt_views = receive_views(sides, counts, keys, key_type, with_encoding=True)
-    now_ms = int(time.time() * 1000)
-    present = 0
-    for key, src, tgt in zip(keys, src_views, tgt_views):
-        present += tgt.key_type != MISSING
-        if src.key_type != key_type:
-            # Gone from the source since SCAN: it expired; the target must not keep it for long.
-            if tgt.key_type != MISSING and not _expiring(tgt.expire_ms, now_ms, tolerance_ms):
-                tally.compared += 1
-                tally.mismatch(_record(db, key, tgt.key_type, "extra_on_target", None, tgt.key_type,
-                                       ["expired on the source, still on the target"]))
-            else:
-                tally.expired += 1
-            continue
-        tally.compared += 1
-        tally.source_types[key_type] += 1
-        if tgt.key_type == MISSING:
-            if _expiring(src.expire_ms, now_ms, tolerance_ms):
-                tally.expired += 1
-            else:
-                tally.mismatch(_record(db, key, key_type, "missing_on_target", key_type, None, []))
-            continue
-        tally.encodings[(key_type, src.encoding, tgt.encoding)] += 1
-        if tgt.key_type != key_type:
-            tally.mismatch(_record(db, key, key_type, "type", key_type, tgt.key_type, []))
-            continue
-        if _compare_key(db, key, src, tgt, tally, tolerance_ms, target_has_field_ttls):
-            tally.matched += 1
+    key_type, keys = sent.key_type, sent.keys
+    if key_type == b"hash" and (sides[0].field_ttls or sides[1].field_ttls):
+        src_views, tgt_views = receive_views(sides, sent.counts, keys, key_type, with_encoding=True)
+        return sum(_compare_views(db, key, key_type, src, tgt, tally, tolerance_ms, target_has_field_ttls)
+                   for key, src, tgt in zip(keys, src_views, tgt_views))
+    src_replies, tgt_replies = (side.main.receive(count) for side, count in zip(sides, sent.counts))
+    # The fast path, in one comprehension: the same reply and the same expiry on both sides, key present.
+    string = key_type == b"string"
+    same = [raw == other and expire == other_expire and (raw.__class__ is bytes if string else bool(raw))
+            for raw, other, expire, other_expire in zip(src_replies[2::3], tgt_replies[2::3],
+                                                        src_replies[0::3], tgt_replies[0::3])]
+    fast = sum(same)
+    tally.compared += fast
+    tally.matched += fast
+    tally.source_types[key_type] += fast
+    tally.encodings.update((key_type, a, b) for a, b, ok in zip(src_replies[1::3], tgt_replies[1::3], same) if ok)
+    present = fast
+    for index in (i for i, ok in enumerate(same) if not ok):
+        src = view_at(sides[0], keys[index], key_type, src_replies, index * 3, 3)
+        tgt = view_at(sides[1], keys[index], key_type, tgt_replies, index * 3, 3)
+        present += _compare_views(db, keys[index], key_type, src, tgt, tally, tolerance_ms, target_has_field_ttls)
     return present
 
 
-def _other_types(db: int, seen: set[bytes], src_pipe: Pipe, tgt_pipe: Pipe, tally: Tally) -> int:
+def _compare_views(db: int, key: bytes, key_type: bytes, src: KeyView, tgt: KeyView, tally: Tally,
+                   tolerance_ms: int, target_has_field_ttls: bool) -> int:
+    """Compare one key both views describe; returns 1 when the target holds it."""
+    present = int(tgt.key_type != MISSING)
+    now_ms = int(time.time() * 1000)
+    if src.key_type != key_type:
+        # Gone from the source since SCAN: it expired; the target must not keep it for long.
+        if present and not _expiring(tgt.expire_ms, now_ms, tolerance_ms):
+            tally.compared += 1
+            tally.mismatch(_record(db, key, tgt.key_type, "extra_on_target", None, tgt.key_type,
+                                   ["expired on the source, still on the target"]))
+        else:
+            tally.expired += 1
+        return present
+    tally.compared += 1
+    tally.source_types[key_type] += 1
+    if not present:
+        if _expiring(src.expire_ms, now_ms, tolerance_ms):
+            tally.expired += 1
+        else:
+            tally.mismatch(_record(db, key, key_type, "missing_on_target", key_type, None, []))
+        return present
+    tally.encodings[(key_type, src.encoding, tgt.encoding)] += 1
+    if tgt.key_type != key_type:
+        tally.mismatch(_record(db, key, key_type, "type", key_type, tgt.key_type, []))
+    elif _compare_key(db, key, src, tgt, tally, tolerance_ms, target_has_field_ttls):
+        tally.matched += 1
+    return present
+
+
+def _other_type(db: int, key_type: bytes, keys: list[bytes], src_pipe: Pipe, tgt_pipe: Pipe, tally: Tally) -> int:
     """Keys of a type the tool does not read (a module's): only their presence and type are compared."""
     present = 0
-    for batch in scan_batches(src_pipe, settings.SCAN_COUNT):
-        unseen = [k for k in batch if k not in seen]
-        seen.update(unseen)
-        types = run_both([src_pipe, tgt_pipe], [[("TYPE", k) for k in unseen]] * 2)
-        for key, src_type, tgt_type in zip(unseen, *types):
-            if src_type == MISSING:
-                continue
-            present += tgt_type != MISSING
-            tally.compared += 1
-            tally.uncompared[text(src_type)] += 1
-            if tgt_type != src_type:
-                what = "missing_on_target" if tgt_type == MISSING else "type"
-                tally.mismatch(_record(db, key, src_type, what, src_type, None if tgt_type == MISSING else tgt_type,
-                                       ["a type the tool does not read: content not compared"]))
+    types = run_both([src_pipe, tgt_pipe], [[("TYPE", k) for k in keys]] * 2)
+    for key, src_type, tgt_type in zip(keys, *types):
+        if src_type == MISSING:
+            continue
+        present += tgt_type != MISSING
+        tally.compared += 1
+        tally.uncompared[text(key_type)] += 1
+        if tgt_type != src_type:
+            what = "missing_on_target" if tgt_type == MISSING else "type"
+            tally.mismatch(_record(db, key, src_type, what, src_type, None if tgt_type == MISSING else tgt_type,
+                                   ["a type the tool does not read: content not compared"]))
     return present
 
 
