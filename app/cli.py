@@ -14,6 +14,7 @@ from importlib import import_module
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "versions": ("app.versions", "list the server versions that can be fetched and which are cached"),
     "migrate": ("app.migration.cli", "rehearse moving data Redis -> Valkey and back, by every route"),
+    "replay": ("app.replay.cli", "replay captured commands (MONITOR, command file, AOF) on Redis and Valkey"),
 }
 
 

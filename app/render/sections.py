@@ -16,7 +16,9 @@ from importlib import import_module
 from typing import Any
 
 # document kind -> the module that renders its own part
-SECTION_MODULES: dict[str, str] = {}
+SECTION_MODULES: dict[str, str] = {
+    "replay": "app.render.replay",
+}
 
 
 def _module(document: dict[str, Any]) -> Any:
