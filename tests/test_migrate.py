@@ -275,6 +275,17 @@ def test_bad_input_is_one_line_and_exit_2(argv: list[str], tmp_path: Path, capsy
     assert len(err) == 1 and err[0].startswith("./rvc migrate: error: ") and "Traceback" not in err[0]
 
 
+def test_an_unwritable_report_folder_is_found_before_any_server_starts(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    started = time.monotonic()
+    assert cli.main(["--out", str(blocker / "reports")]) == 5
+    assert time.monotonic() - started < 5  # no data set was generated, no server started
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write reports to" in err[0]
+
+
 def _snapshot(role: str, folder: Path) -> Path:
     """An RDB file written by a real server of this role (a few keys, a TTL, a function)."""
     binaries, _ = default_binaries({})

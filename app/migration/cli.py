@@ -27,6 +27,7 @@ from app.provision import ProvisionError
 from app.render.migration import render_table
 from app.render.reports import write_reports
 from app.servers import ServerStartError
+from app.test_runner import first_unwritable
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SETUP, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 5, 130
 PROG = "./rvc migrate"
@@ -136,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_id = new_run_id()
     out_dir = Path(args.out) if args.out else Path("reports") / run_id
     json_path = Path(args.json) if args.json else out_dir / "report.json"
+    unwritable = first_unwritable([out_dir, json_path.parent])  # found before a long run, not after it
+    if unwritable:
+        return fail(f"cannot write reports to {unwritable}: permission denied or not a folder", EXIT_OUTPUT)
     previous = _install_signals()
     try:
         binaries, sources = default_binaries({role: getattr(args, f"{role}_server") for role in config.ROLES})

@@ -145,7 +145,15 @@ def _groups_diff(source: tuple[Any, ...], target: tuple[Any, ...]) -> list[str]:
             lines.append(f"group {text(name)!r} only on {'source' if name in left else 'target'}")
             continue
         for part, a, b in zip(GROUP_PARTS, left[name], right[name]):
-            if a != b:
+            if a == b:
+                continue
+            if part in ("pending", "consumers"):  # tuples led by an entry id / a consumer name
+                only_source = sorted(text(x[0]) for x in set(a) - set(b))
+                only_target = sorted(text(x[0]) for x in set(b) - set(a))
+                lines.append(f"group {text(name)!r} {part} differ: {len(a)} on source, {len(b)} on target"
+                             + (f"; changed or only on source: {', '.join(only_source[:3])}" if only_source else "")
+                             + (f"; changed or only on target: {', '.join(only_target[:3])}" if only_target else ""))
+            else:
                 lines.append(f"group {text(name)!r} {part}: source {text(a)!r}, target {text(b)!r}")
     return lines
 

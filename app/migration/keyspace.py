@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from app.migration import settings
 from app.migration.wire import Command, KeyedCommand, Pipe, bulk, is_error, run_both
 
 # type (as TYPE answers) -> the command that reads such a key in full. COUNT 0: every stream entry
@@ -36,8 +37,6 @@ _UNPARSED = object()
 NO_TTL = -1
 NO_KEY = -2  # PEXPIRETIME of a key that does not exist
 MISSING = b"none"
-# Batches of keys a ScanAhead thread may hold ready.
-SCAN_AHEAD_BATCHES = 4
 
 
 class KeyView:
@@ -63,13 +62,11 @@ class KeyView:
         return self._content
 
 
-def scan_batches(pipe: Pipe, count: int, key_type: bytes | None = None) -> Iterator[list[bytes]]:
-    """SCAN the pipe's database to the end (only keys of key_type when given); batches may repeat
-    keys (SCAN's guarantee), callers dedupe."""
+def scan_batches(pipe: Pipe, count: int) -> Iterator[list[bytes]]:
+    """SCAN the pipe's database to the end; batches may repeat keys (SCAN's guarantee), callers dedupe."""
     cursor = b"0"
-    extra = ("TYPE", key_type) if key_type else ()
     while True:
-        cursor, keys = pipe.call("SCAN", cursor, "COUNT", count, *extra)
+        cursor, keys = pipe.call("SCAN", cursor, "COUNT", count)
         if keys:
             yield keys
         if cursor == b"0":
@@ -135,7 +132,7 @@ class ScanAhead:
 
     def __init__(self, port: int, db: int, count: int) -> None:
         self._pipe = Pipe(port, db)
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=SCAN_AHEAD_BATCHES)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=settings.SCAN_AHEAD_BATCHES)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(count,), name="rvc-migrate-scan", daemon=True)
         self._thread.start()

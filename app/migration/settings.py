@@ -132,6 +132,8 @@ LOAD_START_TIMEOUT_S = 300.0
 # Socket timeout of the raw pipes: a 1M-member SMEMBERS or a 10 MB GET must fit.
 PIPE_TIMEOUT_S = 120.0
 
+# Batches of keys a scan-ahead thread may hold ready.
+SCAN_AHEAD_BATCHES = 4
 # Verification: batches sent ahead of the one being compared (the servers work while Python compares).
 BATCHES_IN_FLIGHT = 2
 # Verification: mismatches listed in full up to this many (all are counted).

@@ -12,13 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.migration import settings
 from app.render.html import esc
 from app.render.json_report import write_json
 from app.render.junit import xml_text
 from app.render.markdown import md
 
 OUTCOME_CLASSES = {"works": "ok", "partial": "warn", "refused": "refused", "failed": "fail", "not_run": "warn"}
-MAX_LISTED = 20  # mismatches / losses per route in the table and Markdown (all are in the JSON)
+MAX_LISTED = 20  # mismatches / losses in the table and Markdown
+MAX_LISTED_RECORDS = settings.MAX_LISTED_MISMATCHES  # per route in the document (all are counted)
 MAX_ERROR = 110
 COLUMNS = ("route", "direction", "outcome", "time s", "keys", "keys/s", "verified", "verify keys/s",
            "mismatches", "losses")
@@ -107,13 +109,21 @@ def render_table(document: dict[str, Any]) -> str:
     if refusals:
         lines += ["", "refusals (exact error line):"]
         lines += [f"  {c['route']} {c['direction']}: {_short(c['error'])}" for c in refusals]
-    for kind in ("mismatch", "loss"):
-        listed = [(c, r) for c in matrix for r in _records(c, kind)]
-        if listed:
-            lines += ["", f"{'mismatches' if kind == 'mismatch' else 'losses (the target cannot hold these)'}:"]
-            lines += [f"  {c['route']} {c['direction']}: {_short(record_line(r), 160)}" for c, r in listed[:MAX_LISTED]]
-            if len(listed) > MAX_LISTED:
-                lines.append(f"  … {len(listed) - MAX_LISTED} more in the JSON report")
+    listed = [(c, r) for c in matrix for r in _records(c, "mismatch")]
+    if listed:
+        lines += ["", "mismatches:"]
+        lines += [f"  {c['route']} {c['direction']}: {_short(record_line(r), 160)}" for c, r in listed[:MAX_LISTED]]
+        if len(listed) > MAX_LISTED:
+            lines.append(f"  … {len(listed) - MAX_LISTED} more in the JSON report")
+    losses = [(c, reason, n) for c in matrix for reason, n in ((c.get("verification") or {}).get("loss_reasons")
+                                                              or {}).items()]
+    if losses:
+        lines += ["", "losses (what the route cannot carry; the JSON and HTML reports list up to "
+                  f"{MAX_LISTED_RECORDS} keys per route):"]
+        for cell, reason, count in losses:
+            examples = [r["key"] for r in _records(cell, "loss") if r.get("reason") == reason][:3]
+            lines.append(f"  {cell['route']} {cell['direction']}: {count:,} key(s), {reason}; e.g. "
+                         + ", ".join(repr(k) for k in examples))
     lines += ["", "verdict:"] + [f"  {sentence}" for sentence in section.get("verdict", {}).values()]
     if not document.get("completed"):
         lines.append(f"  ! the run did not complete ({document.get('interrupted', 'stopped early')}): "
@@ -138,7 +148,7 @@ def render_markdown(document: dict[str, Any], html_name: str = "report.html") ->
     refusals = [c for c in section.get("matrix", []) if c.get("error")]
     if refusals:
         out += ["", "**Refusals** (exact error line)", ""]
-        out += [f"- {md(c['route'])} {md(c['direction'])}: `{md(_short(c['error'], 300))}`" for c in refusals]
+        out += [f"- {md(c['route'])} {md(c['direction'])}: \"{md(_short(c['error'], 300))}\"" for c in refusals]
     for kind, title in (("mismatch", "Mismatches"), ("loss", "Losses (the target cannot hold these)")):
         listed = [(c, r) for c in section.get("matrix", []) for r in _records(c, kind)]
         if listed:
