@@ -18,6 +18,15 @@ SCENARIO_NAMES: tuple[str, ...] = (
     "large_payloads",
 )
 
+# Cluster mode (app/cluster_run.py): each module's run(client, options) takes a redis.cluster.RedisCluster.
+CLUSTER_SCENARIO_NAMES: tuple[str, ...] = (
+    "cluster_topology",
+    "cluster_routing",
+    "cluster_scan_pubsub",
+    "cluster_resharding",
+    "cluster_failover",
+)
+
 ScenarioRun = Callable[..., dict[str, Any]]
 
 
