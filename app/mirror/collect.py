@@ -1,0 +1,94 @@
+"""Finished commands judged and counted: each command's replies from every server go to the shared
+StreamComparator (app/stream_compare.py), MULTI/EXEC is compared command by command, push messages are
+compared per subscriber in order, and what was not compared is counted with its reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.mirror.lanes import NO_REPLY, Entry
+from app.stream_compare import DIFFERENT, NOISE, Call, ReplyError, StreamComparator
+
+QUEUED = b"QUEUED"
+IN_TRANSACTION = "in MULTI/EXEC"
+NOT_DELIVERED = ReplyError("(no message: this subscriber received nothing in its place)")
+MESSAGE_NOTE = "push message to a subscriber, compared in order"
+OUT_OF_SYNC_NOTE = "after the {name} fell out of sync (commands were dropped from its comparison)"
+
+
+class Collector:
+    """The judging side of the mirror: one comparator, and the counters the status line and report show."""
+
+    def __init__(self, baseline: str, candidate: str, control: str | None,
+                 candidate_version: str | None, max_examples: int, max_signatures: int) -> None:
+        self.baseline, self.candidate, self.control = baseline, candidate, control
+        self.comparator = StreamComparator(baseline, [candidate], [control] if control else [], source="mirror",
+                                           candidate_versions={candidate: candidate_version},
+                                           max_examples=max_examples, max_signatures=max_signatures)
+        self.commands = 0      # application commands framed
+        self.differences = 0   # calls judged different
+        self.noise = 0         # calls judged noise
+        self.primary_only: dict[str, int] = {}
+        self.messages = 0
+
+    def finish(self, entry: Entry) -> None:
+        """Every server answered (or will not): judge the command, or count why not."""
+        call = entry.call
+        if entry.skip is not None:
+            self.comparator.skip(call, entry.skip)
+            return
+        missing = entry.missing.get(self.candidate) or entry.missing.get(self.baseline)
+        if missing is not None:
+            if entry.tx is not None:
+                entry.tx.broken = True
+            self.comparator.skip(call, missing)
+            return
+        replies = {name: value for name, value in entry.replies.items() if value is not NO_REPLY}
+        tx = entry.tx
+        if tx is not None and not entry.ends_tx:
+            if all(value == QUEUED for value in replies.values()):
+                tx.deferred.append(entry)  # compared with EXEC's element
+                return
+            tx.broken = True
+        if tx is not None and entry.command == "EXEC":
+            self._exec(entry, replies, tx)
+            return
+        if tx is not None and tx.deferred:  # DISCARD or RESET: the queued commands never ran
+            for queued in tx.deferred:
+                self.comparator.skip(queued.call, f"discarded by {entry.command}")
+        self._judge(call, replies)
+
+    def _exec(self, entry: Entry, replies: dict[str, Any], tx: Any) -> None:
+        queued = tx.deferred
+        arrays = all(isinstance(value, list) and len(value) == len(queued) for value in replies.values())
+        if tx.broken or not arrays:
+            for item in queued:
+                self.comparator.skip(item.call, "transaction did not run alike on every server")
+            self._judge(entry.call, replies)
+            return
+        for index, item in enumerate(queued):
+            self._judge(item.call, {name: value[index] for name, value in replies.items()})
+        self._judge(entry.call, {name: len(value) for name, value in replies.items()})
+
+    def _judge(self, call: Call, replies: dict[str, Any]) -> None:
+        if self.candidate not in replies or self.baseline not in replies:
+            self.comparator.skip(call, f"no reply from the {self.candidate if self.candidate not in replies else self.baseline}")
+            return
+        outcome = self.comparator.add(call, replies).get(self.candidate)
+        if outcome == DIFFERENT:
+            self.differences += 1
+        elif outcome == NOISE:
+            self.noise += 1
+
+    def message(self, session: str, frames: dict[str, Any]) -> None:
+        """One push message, as each server delivered it to the same subscriber."""
+        base = frames.get(self.baseline)
+        first = base if base is not None else next(iter(frames.values()))
+        kind = first[0] if isinstance(first, list) and first and isinstance(first[0], bytes) else b"push"
+        channel = first[1:2] if isinstance(first, list) and first[1:2] and isinstance(first[1], bytes) else []
+        call = Call((kind.upper(), *channel), session=session, note=MESSAGE_NOTE)
+        self.messages += 1
+        self._judge(call, {name: NOT_DELIVERED if value is None else value for name, value in frames.items()})
+
+    def count_primary_only(self, command: str) -> None:
+        self.primary_only[command] = self.primary_only.get(command, 0) + 1

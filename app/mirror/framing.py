@@ -1,0 +1,195 @@
+"""Framing the two byte streams the proxy tees: requests (RESP multibulk or inline, as Redis accepts
+them) and replies (RESP2 and RESP3), into commands and reply frames, off the application's path.
+
+Requests go through hiredis while the stream is multibulk; an inline command (telnet-style "PING\\r\\n")
+is split here as Redis splits it (sdssplitargs), and a stream that mixes both is re-framed from the last
+command boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import hiredis
+
+INLINE_MAX = 64 * 1024  # Redis refuses longer inline requests (PROTO_INLINE_MAX_SIZE)
+_ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", ord("a"): b"\a"}
+_HEX = b"0123456789abcdefABCDEF"
+
+
+class FramingError(ValueError):
+    """A request the servers would refuse as a protocol error; the session stops being compared."""
+
+
+Args = tuple[bytes, ...]
+
+
+def encode(args: Sequence[bytes]) -> bytes:
+    """A command as a RESP multibulk request."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(parts)
+
+
+def split_inline(line: bytes) -> list[bytes]:
+    """An inline request's arguments, split as Redis does: spaces, "double quotes" with escapes,
+    'single quotes' with \\' only."""
+    args: list[bytes] = []
+    i, n = 0, len(line)
+    while True:
+        while i < n and line[i] in b" \t\n\r\v\f":
+            i += 1
+        if i >= n:
+            return args
+        current = bytearray()
+        quote = 0
+        while True:
+            if i >= n:
+                if quote:
+                    raise FramingError("unbalanced quotes in request")
+                break
+            c = line[i]
+            if quote == 0x22:  # "
+                if c == 0x5C and i + 3 < n and line[i + 1] == ord("x") and line[i + 2] in _HEX and line[i + 3] in _HEX:
+                    current.append(int(line[i + 2:i + 4], 16))
+                    i += 3
+                elif c == 0x5C and i + 1 < n:
+                    i += 1
+                    current += _ESCAPES.get(line[i], bytes([line[i]]))
+                elif c == 0x22:
+                    if i + 1 < n and line[i + 1] not in b" \t\n\r\v\f":
+                        raise FramingError("unbalanced quotes in request")
+                    i += 1
+                    break
+                else:
+                    current.append(c)
+            elif quote == 0x27:  # '
+                if c == 0x5C and i + 1 < n and line[i + 1] == 0x27:
+                    i += 1
+                    current.append(0x27)
+                elif c == 0x27:
+                    if i + 1 < n and line[i + 1] not in b" \t\n\r\v\f":
+                        raise FramingError("unbalanced quotes in request")
+                    i += 1
+                    break
+                else:
+                    current.append(c)
+            elif c in b" \t\n\r\v\f":
+                break
+            elif c in (0x22, 0x27):
+                quote = c
+            else:
+                current.append(c)
+            i += 1
+        args.append(bytes(current))
+
+
+def _multibulk(buf: bytes, pos: int) -> tuple[Args, int] | None:
+    """One multibulk request at buf[pos] (which is "*"): (args, end) or None when incomplete."""
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        return None
+    try:
+        count = int(buf[pos + 1:end])
+    except ValueError:
+        raise FramingError("invalid multibulk length") from None
+    pos = end + 2
+    args = []
+    for _ in range(count):
+        end = buf.find(b"\r\n", pos)
+        if end < 0:
+            return None
+        if buf[pos:pos + 1] != b"$":
+            raise FramingError(f"expected '$', got {buf[pos:pos + 1]!r}")
+        try:
+            size = int(buf[pos + 1:end])
+        except ValueError:
+            raise FramingError("invalid bulk length") from None
+        start = end + 2
+        if len(buf) < start + size + 2:
+            return None
+        args.append(buf[start:start + size])
+        pos = start + size + 2
+    return tuple(args), pos
+
+
+class RequestFramer:
+    """Client bytes in, commands out (each a tuple of bytes), however the bytes were split."""
+
+    def __init__(self) -> None:
+        self._reader = hiredis.Reader()
+        self._fed: list[bytes] = []  # chunks given to hiredis since it was last at a command boundary
+        self._framed = 0  # commands hiredis framed since that boundary
+        self._slow = b""  # bytes held by the Python framer (inline requests, or after a mixed stream)
+
+    def feed(self, chunk: bytes) -> list[Args]:
+        out: list[Args] = []
+        if self._slow or (not self._reader.has_data() and chunk[:1] != b"*"):
+            self._slow += chunk
+            self._frame_slowly(out, skip=0)
+            return out
+        self._reader.feed(chunk)
+        self._fed.append(chunk)
+        try:
+            while (command := self._reader.gets()) is not False:
+                out.append(tuple(command))
+                self._framed += 1
+        except hiredis.ProtocolError:  # an inline request after multibulk ones: re-frame from the boundary
+            self._slow, skip = b"".join(self._fed), self._framed
+            self._reset_reader()
+            self._frame_slowly(out, skip)
+            return out
+        if not self._reader.has_data():
+            self._fed.clear()
+            self._framed = 0
+        return out
+
+    def _reset_reader(self) -> None:
+        self._reader = hiredis.Reader()
+        self._fed, self._framed = [], 0
+
+    def _frame_slowly(self, out: list[Args], skip: int) -> None:
+        buf, pos = self._slow, 0
+        while pos < len(buf):
+            if buf[pos:pos + 1] == b"*":
+                if skip == 0:  # back on multibulk: hand the rest to hiredis
+                    self._slow = b""
+                    rest = buf[pos:]
+                    out.extend(self.feed(rest))
+                    return
+                framed = _multibulk(buf, pos)
+                if framed is None:
+                    break
+                args, pos = framed
+            else:
+                end = buf.find(b"\n", pos)
+                if end < 0:
+                    if len(buf) - pos > INLINE_MAX:
+                        raise FramingError("too big inline request")
+                    break
+                args = tuple(split_inline(buf[pos:end]))
+                pos = end + 1
+                if not args:
+                    continue  # Redis ignores empty lines
+            if skip:
+                skip -= 1
+            else:
+                out.append(args)
+        self._slow = buf[pos:]
+
+
+class ReplyFramer:
+    """Server bytes in, reply frames out: bytes, int, float, list, dict, None, hiredis.ReplyError for an
+    error reply and hiredis.PushNotification for a RESP3 push."""
+
+    def __init__(self) -> None:
+        self._reader = hiredis.Reader()
+
+    def feed(self, chunk: bytes) -> list:
+        self._reader.feed(chunk)
+        out = []
+        gets = self._reader.gets
+        while (frame := gets()) is not False:
+            out.append(frame)
+        return out
