@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "versions": ("app.versions", "list the server versions that can be fetched and which are cached"),
     "migrate": ("app.migration.cli", "rehearse moving data Redis -> Valkey and back, by every route"),
     "replay": ("app.replay.cli", "replay captured commands (MONITOR, command file, AOF) on Redis and Valkey"),
+    "impact": ("app.impact.cli", "rank the known differences by what a running application calls (read-only)"),
     "mirror": ("app.mirror.cli", "a proxy: serve the application from Redis, compare every reply with Valkey"),
 }
 

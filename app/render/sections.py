@@ -18,6 +18,7 @@ from typing import Any
 # document kind -> the module that renders its own part
 SECTION_MODULES: dict[str, str] = {
     "replay": "app.render.replay",
+    "impact": "app.render.impact",
     "mirror": "app.render.mirror",
 }
 

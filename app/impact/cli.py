@@ -1,0 +1,105 @@
+"""./rvc impact --redis URL : which known Redis 7.2 -> Valkey 9.0 differences this application meets.
+
+Read-only on the application's server (safe on production). Exit codes: 0 done; 2 bad command line or
+an unreadable --report; 3 the embedded servers could not be set up; 4 the server is unreachable or
+refused a read; 5 reports unwritable; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from app import config
+from app.document import new_run_id
+from app.impact.run import ImpactError, run_impact
+from app.provision import ProvisionError
+from app.render.reports import write_reports
+from app.render.table import render_table
+from app.servers import ServerStartError
+from app.targets import TargetError, password_variable
+from app.test_runner import (EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT, EXIT_SETUP, EXIT_TARGET, EXIT_USAGE,
+                             Interrupted, UsageError, fail, first_unwritable, tls_options)
+
+MAX_SAMPLE = 100_000  # --sample is bounded: each sampled key costs the server a few cheap reads
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="rvc impact", description="Rank the known Redis -> Valkey differences by what a running "
+                "application calls (INFO commandstats), compare its config with Valkey's defaults and, with "
+                "--sample, estimate its memory on Valkey. Only reads the server.")
+    p.add_argument("--redis", metavar="URL", required=True,
+                   help=f"the application's server (password in the URL or {password_variable('redis')})")
+    p.add_argument("--report", metavar="PATH", help="rank the differences of this report.json (default: a fresh "
+                   "run of the default scenarios on the embedded servers)")
+    p.add_argument("--sample", type=int, default=0, metavar="N",
+                   help=f"look at the type and encoding of N keys found by SCAN (at most {MAX_SAMPLE:,}; no values read)")
+    p.add_argument("--out", metavar="DIR", help="run folder for the reports (default reports/<run id>)")
+    p.add_argument("--json", metavar="PATH", help="JSON report path (default <run folder>/report.json)")
+    p.add_argument("--timeout", type=float, default=config.DEFAULT_COMMAND_TIMEOUT_S, metavar="S")
+    p.add_argument("--max-differences", type=int, default=12, metavar="N")
+    p.add_argument("--tls-ca-cert", metavar="PATH")
+    p.add_argument("--tls-cert", metavar="PATH")
+    p.add_argument("--tls-key", metavar="PATH")
+    p.add_argument("--tls-skip-verify", action="store_true")
+    return p
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    args = build_parser().parse_args(list(argv))
+    if not 0 <= args.sample <= MAX_SAMPLE:
+        raise UsageError(f"--sample must be between 0 and {MAX_SAMPLE:,}")
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    if args.report and not Path(args.report).is_file():
+        raise UsageError(f"--report {args.report}: no such file")
+    return args
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    run_id = new_run_id()
+    out_dir = Path(args.out) if args.out else Path("reports") / run_id
+    json_path = Path(args.json) if args.json else out_dir / "report.json"
+    unwritable = first_unwritable([out_dir, json_path.parent])
+    if unwritable:
+        return fail(f"cannot write reports to {unwritable}: permission denied or not a folder", EXIT_OUTPUT)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        document = run_impact(args.redis, sample=args.sample, report=Path(args.report) if args.report else None,
+                              timeout_s=args.timeout, tls=tls_options(args), run_id=run_id)
+    except ImpactError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    except (ProvisionError, ServerStartError) as exc:
+        return fail(str(exc), EXIT_SETUP)
+    except TargetError as exc:
+        return fail(str(exc), EXIT_TARGET)
+    except Interrupted as exc:
+        return fail(f"interrupted by {exc}; nothing was changed on the server", EXIT_INTERRUPTED)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    try:
+        paths = write_reports(document, out_dir, json_path)
+    except OSError as exc:
+        print(render_table(document, args.max_differences))
+        return fail(f"cannot write the reports to {out_dir}: {exc.strerror or exc}", EXIT_OUTPUT)
+    print(render_table(document, args.max_differences))
+    print(f"reports in {out_dir}: " + ", ".join(p.name for p in paths.values()))
+    return EXIT_OK
