@@ -9,6 +9,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # --- the servers the user asked to compare ------------------------------------------------------
 
@@ -76,6 +77,10 @@ DEFAULT_COMMAND_TIMEOUT_S = 10.0
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 
 
+# The hash in which runs journal what they change on a server the tool did not start (app/journal.py).
+JOURNAL_KEY = "rvc:journal"
+
+
 def new_run_prefix() -> str:
     """A run-unique key prefix, so the tool only ever touches its own keys."""
     return f"rvc:{secrets.token_hex(4)}:"
@@ -92,3 +97,7 @@ class ScenarioOptions:
     server_is_owned: bool = False
     eviction_maxmemory: int = EVICTION_MAXMEMORY
     payload_repetitions: int = PAYLOAD_REPETITIONS
+    # On a server the tool did not start: the run journal (app/journal.RunJournal) that records every
+    # CONFIG original on the server before the change, and the SHA1s of the scripts sent (they stay cached).
+    journal: Any = None
+    scripts: set[str] | None = None

@@ -26,6 +26,10 @@ def read_identity(client: redis.Redis) -> dict[str, Any]:
         "arch_bits": info.get("arch_bits"),
         "git_sha1": str(info.get("redis_git_sha1", "")),
         "build_id": str(info.get("redis_build_id", "")),
+        # What the up-front checks need (app/target_checks.py): which process, which role, cluster or not.
+        "run_id": str(info.get("run_id", "")),
+        "role": str(client.info("replication").get("role", "")),
+        "cluster_enabled": bool(int(client.info("cluster").get("cluster_enabled", 0) or 0)),
     }
 
 

@@ -17,6 +17,7 @@ import redis
 
 from app import config
 from app.identity import expected
+from app.redaction import redact
 from app.provision import ServerBinary, embedded_binary, user_binary
 from app.servers import EmbeddedServer
 
@@ -68,21 +69,32 @@ class Target:
             self.server.stop()
 
 
-def redact(url: str) -> str:
-    """A URL with any password replaced, fit for tables, JSON and logs."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+class BadURL(TargetError):
+    """A URL that cannot be used as given: a usage error (exit 2), one line, never echoing a password."""
+
+
+def url_db(url: str) -> int | None:
+    """The database a URL's path names (redis://host:6379/3 -> 3), None when it names none."""
+    path = urlsplit(url).path.strip("/")
+    if not path:
+        return None
+    if not path.isdigit():
+        raise BadURL(f"bad URL {redact(url)}: the path must be a database number, not {path[:10]!r}")
+    return int(path)
 
 
 def validate_url(name: str, url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise TargetError(f"{name}: bad URL {redact(url)}: scheme must be redis://, rediss:// or unix://")
-    if parts.scheme != "unix" and not parts.hostname:
-        raise TargetError(f"{name}: bad URL {redact(url)}: no host")
     try:
+        parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a non-numeric port
     except ValueError as exc:
-        raise TargetError(f"{name}: bad URL {redact(url)}: {exc}") from exc
+        raise BadURL(f"{name}: bad URL {redact(url)}: {exc}") from exc
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise BadURL(f"{name}: bad URL {redact(url)}: scheme must be redis://, rediss:// or unix://")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise BadURL(f"{name}: bad URL {redact(url)}: no host")
+    if parts.scheme != "unix":
+        url_db(url)
 
 
 def password_variable(name: str) -> str:
@@ -123,18 +135,33 @@ def control_target(baseline: Target, scenarios: tuple[str, ...]) -> Target | Non
 
 
 def check_reachable(target: Target, client: redis.Redis) -> None:
-    """PING the target; every way it can refuse becomes one TargetError line."""
+    """PING the target; every way it can refuse becomes one line: TargetError, or BadURL for a database
+    the server does not have (a usage error)."""
+    where = target.display_url()
+    hint = (f"; set {password_variable(target.name)} or put the password in the URL"
+            if target.password is None and ":" not in (urlsplit(target.url).netloc.split("@")[0]
+                                                        if "@" in target.url else "") else "")
     try:
         client.ping()
     except redis.AuthenticationError as exc:
-        raise TargetError(f"{target.name}: authentication failed at {target.display_url()}: {exc}") from exc
+        raise TargetError(f"{target.name}: authentication failed at {where}: {_auth_text(exc)}{hint}") from exc
+    except redis.exceptions.InvalidResponse as exc:
+        raise TargetError(f"{target.name}: {where} does not speak the Redis protocol (is it the right port?)") from exc
     except redis.ResponseError as exc:
-        if "NOAUTH" in str(exc) or "auth" in str(exc).lower():
-            raise TargetError(f"{target.name}: authentication required at {target.display_url()}: "
-                              f"set {password_variable(target.name)} or put it in the URL") from exc
-        raise TargetError(f"{target.name}: {target.display_url()} refused PING: {exc}") from exc
+        text = str(exc)
+        if "DB index is out of range" in text:
+            raise BadURL(f"{target.name}: database {target.db if target.db is not None else url_db(target.url)} "
+                         f"does not exist on {where}: {text}") from exc
+        if "NOAUTH" in text or "auth" in text.lower():
+            raise TargetError(f"{target.name}: authentication required at {where}{hint or ': ' + _auth_text(exc)}") from exc
+        raise TargetError(f"{target.name}: {where} refused PING: {text[:200]}") from exc
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        raise TargetError(f"{target.name}: cannot reach {target.display_url()}: {exc}") from exc
+        raise TargetError(f"{target.name}: cannot reach {where}: {exc}") from exc
+
+
+def _auth_text(exc: BaseException) -> str:
+    """The server's refusal, one line (it never holds the password: the server does not echo it)."""
+    return " ".join(str(exc).split())[:160]
 
 
 def embedded_trio(redis_path: str | None = None, valkey_path: str | None = None) -> list[Target]:

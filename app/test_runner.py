@@ -11,8 +11,7 @@ Exit codes: 0 run completed with no FAIL; 1 a scenario FAILed; 2 bad command lin
 from __future__ import annotations
 
 import argparse
-import os
-import signal
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +35,12 @@ from app.scenarios import SCENARIO_NAMES, load
 from app.scenarios.support import CONFIG_JOURNAL, FAIL, result
 from app.servers import ServerStartError
 from app.target_specs import SpecError, parse_targets, start_targets
-from app.targets import (Target, TargetError, binary_target, check_reachable, control_target, embedded_target,
+from app.journal import cleanup_everything
+from app.render.reports import REPORT_FILES
+from app.safekeeping import RunActive, Safekeeping
+from app.signals import GUARD, Interrupted
+from app.target_checks import TargetProblem, check_targets
+from app.targets import (BadURL, url_db, Target, TargetError, binary_target, check_reachable, control_target, embedded_target,
                          external_target)
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SETUP, EXIT_TARGET, EXIT_OUTPUT, EXIT_NEW = 0, 1, 2, 3, 4, 5, 6
@@ -46,10 +50,6 @@ EXIT_INTERRUPTED = 130
 
 class UsageError(Exception):
     """A bad command line; one line, exit 2."""
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM: stop scenarios, restore CONFIG, stop servers, keep what was measured."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", metavar="PATH", help="client private key for rediss:// targets")
     p.add_argument("--tls-skip-verify", action="store_true",
                    help="do not verify the server certificate (self-signed test servers only)")
+    p.add_argument("--force-targets", action="store_true",
+                   help="compare even the same server twice, or a product other than the one a target stands for")
+    p.add_argument("--cleanup", action="store_true",
+                   help="remove what earlier runs of the tool left on the given servers (keys, function "
+                        "libraries, CONFIG changes), say what was done, and exit")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     return p
 
@@ -131,8 +136,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             args.earlier = load_earlier(args.compare_with)
         except HistoryError as exc:
             raise UsageError(str(exc)) from exc
-    if args.timeout <= 0:
-        raise UsageError("--timeout must be positive")
+    if not math.isfinite(args.timeout) or args.timeout <= 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    if args.max_differences < 0:
+        raise UsageError("--max-differences must be 0 or more")
+    if args.db is not None and args.db < 0:
+        raise UsageError(f"--db {args.db}: a database number is 0 or more")
+    for role in config.ROLES:
+        url = getattr(args, role)
+        if url and args.db is not None:
+            try:
+                in_url = url_db(url)
+            except BadURL as exc:
+                raise UsageError(str(exc)) from exc
+            if in_url is not None and in_url != args.db:
+                raise UsageError(f"--db {args.db} and the --{role} URL's database {in_url} disagree: give one")
     for flag in ("tls_ca_cert", "tls_cert", "tls_key"):
         path = getattr(args, flag)
         if path and not Path(path).is_file():
@@ -155,9 +173,11 @@ def tls_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _pick(listed: str | None, known: Sequence[str], what: str) -> list[str]:
-    if not listed:
+    if listed is None:
         return list(known)
     names = [n.strip() for n in listed.split(",") if n.strip()]
+    if not names:
+        raise UsageError(f"no {what} named in {listed!r} (known: {', '.join(known)})")
     unknown = [n for n in names if n not in known]
     if unknown:
         raise UsageError(f"unknown {what} {', '.join(unknown)} (known: {', '.join(known)})")
@@ -223,60 +243,83 @@ def run_scenario_safely(name: str, client: redis.Redis, options: config.Scenario
 
 def run_comparison(targets: list[Target], scenario_names: list[str], *, timeout_s: float,
                    allow_server_changes: bool = False, run_id: str | None = None,
-                   progress: Callable[[str, str], None] | None = None) -> dict[str, Any]:
+                   progress: Callable[[str, str], None] | None = None,
+                   force_targets: bool = False) -> dict[str, Any]:
     """Measure: identities, every scenario on every target that runs it, differences, findings. Prints nothing.
 
     The first target is the baseline unless a target says otherwise; noise controls are compared with
-    the baseline, and what they show is subtracted as noise."""
+    the baseline, and what they show is subtracted as noise. Targets are checked up front
+    (app/target_checks.py); on servers the tool did not start, the run is journalled (app/safekeeping.py)."""
     run_id = run_id or new_run_id()
     started = now()
     document = new_document("comparison", run_id, scenario_names)
     clients: dict[str, redis.Redis] = {}
-    for target in targets:
-        client = target.client(timeout_s)
-        check_reachable(target, client)
-        clients[target.name] = client
-    describe_targets(document, targets, clients)
-
-    prefix = f"rvc:{run_id.rsplit('-', 1)[-1]}:"
+    try:
+        for target in targets:
+            client = target.client(timeout_s)
+            clients[target.name] = client
+            check_reachable(target, client)
+        describe_targets(document, targets, clients)
+        check_targets(document["targets"], force_targets)
+        prefix = f"rvc:{run_id.rsplit('-', 1)[-1]}:"
+        keeping = Safekeeping(targets, clients, run_id, prefix)
+        document["repaired"] = keeping.open()
+    except BaseException:
+        for client in clients.values():
+            client.close()
+        raise
+    document["warnings"].extend(document["repaired"])
     down: dict[str, str] = {}  # target -> the scenario during which it stopped answering
     try:
         for name in scenario_names:
             running = [t for t in targets if t.runs(name)]
             rounds: dict[str, list[dict[str, Any]]] = {t.name: [] for t in running}
-            for index in range(scenario_rounds(name)):
-                # Alternate which server goes first: each server's repetitions then span the same
-                # stretches of time as the other's, so load changes are not read as a difference.
-                for target in (running if index % 2 == 0 else running[::-1]):
-                    if progress:
-                        progress(name, target.name)
-                    rounds[target.name].append(run_on_target(target, name, clients[target.name], prefix,
-                                                             allow_server_changes, down))
-            for target_name, outcomes in rounds.items():
-                document["results"].setdefault(target_name, {})[name] = merge_rounds(outcomes)
+            current = running[0].name if running else ""
+            try:
+                for index in range(scenario_rounds(name)):
+                    # Alternate which server goes first: each server's repetitions then span the same
+                    # stretches of time as the other's, so load changes are not read as a difference.
+                    for target in (running if index % 2 == 0 else running[::-1]):
+                        current = target.name
+                        if progress:
+                            progress(name, target.name)
+                        options = keeping.options_for(target)
+                        rounds[target.name].append(run_on_target(target, name, clients[target.name], prefix,
+                                                                 allow_server_changes, down, options))
+                        GUARD.checkpoint()  # a signal swallowed somewhere (a __del__) still stops the run
+            except Interrupted as exc:
+                if exc.partial is not None and current in rounds:
+                    rounds[current].append(exc.partial)  # what the stopped scenario measured is kept
+                raise
+            finally:
+                for target_name, outcomes in rounds.items():
+                    if outcomes:
+                        document["results"].setdefault(target_name, {})[name] = merge_rounds(outcomes)
         document["completed"] = True
     except Interrupted as exc:
         # Keep what was measured: the caller still writes the reports, marked as interrupted.
         document["interrupted"] = str(exc)
     finally:
         # Reached on success and on interruption alike: what was measured is still compared and kept.
-        problems = CONFIG_JOURNAL.restore()
-        document["warnings"].extend(f"CONFIG restore: {p}" for p in problems)
-        conclude(document)
-        finish(document, started)
-        for client in clients.values():
-            client.close()
+        with GUARD.deferred():
+            problems = CONFIG_JOURNAL.restore()
+            document["warnings"].extend(f"CONFIG restore: {p}" for p in problems)
+            document["warnings"].extend(keeping.close())
+            conclude(document)
+            finish(document, started)
+            for client in clients.values():
+                client.close()
     return document
 
 
 def run_on_target(target: Target, scenario: str, client: redis.Redis, prefix: str, allow_server_changes: bool,
-                  down: dict[str, str]) -> dict[str, Any]:
+                  down: dict[str, str], safekeeping: dict[str, Any] | None = None) -> dict[str, Any]:
     """One round of a scenario on one target; a target that stopped answering fails fast from then on."""
     if target.name in down:
         # A dead or frozen server would cost a timeout per command: fail fast instead.
         return result(scenario, FAIL, f"not run: {target.name} stopped answering during {down[target.name]}", {})
     options = config.ScenarioOptions(prefix=prefix, allow_server_changes=target.owned or allow_server_changes,
-                                     server_is_owned=target.owned)
+                                     server_is_owned=target.owned, **(safekeeping or {}))
     outcome = run_scenario_safely(scenario, client, options)
     if outcome["status"] == FAIL and not answers_ping(target):
         down[target.name] = scenario
@@ -314,20 +357,19 @@ def exit_code(document: dict[str, Any]) -> int:
     return EXIT_FAIL if FAIL in statuses or not document["completed"] else EXIT_OK
 
 
-def first_unwritable(folders: list[Path]) -> Path | None:
-    """The first report folder that cannot be created or written, found before any server starts."""
-    for folder in folders:
+def first_unwritable(paths: list[Path]) -> Path | None:
+    """The first report path that cannot be written, found before any server starts: its folder is
+    created, and a probe file beside it is created and removed (a folder can look writable and not be)."""
+    for path in paths:
+        folder = path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".{path.name}.rvc-probe"
+            probe.write_bytes(b"")
+            probe.unlink()
         except OSError:
-            return folder
-        if not os.access(folder, os.W_OK | os.X_OK):
-            return folder
+            return path
     return None
-
-
-def _raise_interrupted(signum: int, _frame: object) -> None:
-    raise Interrupted(signal.Signals(signum).name)
 
 
 def fail(message: str, code: int) -> int:
@@ -335,7 +377,29 @@ def fail(message: str, code: int) -> int:
     return code
 
 
+def cleanup_targets(targets: list[Target], timeout_s: float) -> int:
+    """--cleanup: what every earlier run of the tool left on each server it did not start, removed."""
+    for target in targets:
+        if target.owned:
+            continue
+        with target.client(timeout_s) as client:
+            check_reachable(target, client)
+            for line in cleanup_everything(client):
+                print(f"{target.name} ({target.display_url()}): {line}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    GUARD.install()  # first: a signal during start-up is a clean stop too
+    try:
+        return _main(argv)
+    except Interrupted as exc:
+        return fail(f"interrupted by {exc}", EXIT_INTERRUPTED)
+    finally:
+        GUARD.restore()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = parse_args(argv)
     except UsageError as exc:
@@ -343,22 +407,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list:
         print("\n".join(SCENARIO_NAMES))
         return EXIT_OK
-    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
     targets: list[Target] = []
     document: dict[str, Any] | None = None
     code = EXIT_OK
     run_id = new_run_id()
     out_dir = Path(args.out) if args.out else Path("reports") / run_id
     json_path = Path(args.json) if args.json else out_dir / "report.json"
-    unwritable = first_unwritable([out_dir, json_path.parent])
-    if unwritable:
-        return fail(f"cannot write reports to {unwritable}: permission denied or not a folder", EXIT_OUTPUT)
+    if not args.cleanup:
+        unwritable = first_unwritable([json_path, *(out_dir / name for name in REPORT_FILES.values())])
+        if unwritable:
+            return fail(f"cannot write {unwritable}: permission denied, not a folder, or no space", EXIT_OUTPUT)
     try:
         if args.target:
             targets.extend(start_targets(args.target_specs, tls_options(args), args.db))
         else:
             for role in args.roles:
                 targets.append(make_target(role, args))
+        if args.cleanup:
+            return cleanup_targets(targets, args.timeout)
         if args.like_for_like_memory:
             targets.append(like_for_like_target(args.scenario_names))
         if len(targets) > 1:
@@ -370,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             document = run_comparison(targets, args.scenario_names, timeout_s=args.timeout,
                                       allow_server_changes=args.allow_server_changes, run_id=run_id,
-                                      progress=progress)
+                                      progress=progress, force_targets=args.force_targets)
         finally:
             if isinstance(progress, Progress):
                 progress.close()  # clear the progress line before the table is printed
@@ -381,31 +447,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = EXIT_NEW
         if code == EXIT_OK and args.fail_on_change and has_changes(document):
             code = EXIT_CHANGED
-        if document.get("interrupted"):
-            code = fail(f"interrupted by {document['interrupted']}; servers stopped, CONFIG restored, "
-                        "partial results kept", EXIT_INTERRUPTED)
     except (ProvisionError, ServerStartError) as exc:
         code = fail(str(exc), EXIT_SETUP)
-    except TargetError as exc:
+    except BadURL as exc:
+        code = fail(str(exc), EXIT_USAGE)
+    except (TargetError, TargetProblem, RunActive) as exc:
         code = fail(str(exc), EXIT_TARGET)
     except Interrupted as exc:
-        code = fail(f"interrupted by {exc}; servers stopped, CONFIG restored", EXIT_INTERRUPTED)
+        code = fail(f"interrupted by {exc}; {_what_was_done(targets)}", EXIT_INTERRUPTED)
     finally:
-        for target in targets:
-            target.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        with GUARD.deferred():  # a second signal must not leave a server running
+            for target in targets:
+                target.stop()
     if document is None:
         return code
-    document["report_path"] = str(json_path)
-    try:
-        paths = write_reports(document, out_dir, json_path)
-    except OSError as exc:
+    with GUARD.deferred():  # nor a half-written report
+        document["report_path"] = str(json_path)
+        try:
+            paths = write_reports(document, out_dir, json_path)
+        except OSError as exc:
+            print(render_table(document, args.max_differences))
+            return fail(f"cannot write the reports to {out_dir}: {exc.strerror or exc}", EXIT_OUTPUT)
         print(render_table(document, args.max_differences))
-        return fail(f"cannot write the reports to {out_dir}: {exc.strerror or exc}", EXIT_OUTPUT)
-    print(render_table(document, args.max_differences))
-    print(f"reports in {out_dir}: " + ", ".join(p.name for p in paths.values()))
+        print(f"reports in {out_dir}: " + ", ".join(p.name for p in paths.values()))
+    stopped_by = document.get("interrupted") or GUARD.pending
+    if stopped_by:  # also a signal that arrived while the reports were written: never swallowed
+        code = fail(f"interrupted by {stopped_by}; {_what_was_done(targets)}, partial results kept",
+                    EXIT_INTERRUPTED)
     return code
+
+
+def _what_was_done(targets: list[Target]) -> str:
+    done = ["CONFIG restored", "keys removed"]
+    if any(t.owned for t in targets):
+        done.insert(0, "servers stopped")
+    return ", ".join(done)
 
 
 if __name__ == "__main__":

@@ -148,10 +148,10 @@ def test_memory_differences_are_not_significant_when_the_real_allocators_differ(
     assert one(compare_results(results, same)["differences"], "memory_usage.v")["significant"] is True
 
 
-def test_a_status_difference_is_a_significant_record() -> None:
-    diffs = compare_results({B: {"s": result({}, "WARN")}, C: {"s": result({}, "OK")}})["differences"]
-    rec = one(diffs, "status")
-    assert (rec["kind"], rec["values"][B], rec["values"][C], rec["significant"]) == ("status", "WARN", "OK", True)
+def test_ok_against_warn_is_no_record_and_a_skipped_step_is_not_compared() -> None:
+    results = {B: {"s": result({"replies": {"a": 1, "b": {"skipped": "costly here"}}}, "WARN")},
+               C: {"s": result({"replies": {"a": 1, "b": {"x": 1, "y": 2}}}, "OK")}}
+    assert compare_results(results)["differences"] == []
 
 
 def test_a_scenario_that_failed_on_either_side_is_not_compared() -> None:

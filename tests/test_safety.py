@@ -54,7 +54,7 @@ def test_foreign_keys_block_memory_filling_even_when_allowed(fresh_server, tmp_p
     with redis.Redis(port=srv.port) as conn:
         seed_foreign(conn)
     before = config_snapshot(srv.port)
-    proc = run_cli("--redis", srv.url, "--valkey", srv.url, "--allow-server-changes",
+    proc = run_cli("--redis", srv.url, "--valkey", srv.url, "--force-targets", "--allow-server-changes",
                    "--scenarios", "basic_crud,memory_eviction", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     results = results_of(tmp_path)
@@ -70,7 +70,7 @@ def test_foreign_keys_block_memory_filling_even_when_allowed(fresh_server, tmp_p
 def test_server_changes_need_the_flag_on_a_server_the_tool_did_not_start(fresh_server, tmp_path: Path) -> None:
     srv = fresh_server(config.CANDIDATE)
     before = config_snapshot(srv.port)
-    proc = run_cli("--redis", srv.url, "--valkey", srv.url, "--scenarios", "memory_eviction",
+    proc = run_cli("--redis", srv.url, "--valkey", srv.url, "--force-targets", "--scenarios", "memory_eviction",
                    "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     eviction = results_of(tmp_path)["valkey"]["memory_eviction"]
@@ -82,7 +82,8 @@ def test_db_option_keeps_other_databases_untouched(fresh_server, tmp_path: Path)
     srv = fresh_server(config.CANDIDATE)
     with redis.Redis(port=srv.port) as conn:
         seed_foreign(conn)
-    proc = run_cli("--redis", srv.url, "--valkey", srv.url, "--db", "5", "--scenarios", "basic_crud",
+    no_db = srv.url.rsplit("/", 1)[0]  # the URL names no database: --db picks it
+    proc = run_cli("--redis", no_db, "--valkey", no_db, "--force-targets", "--db", "5", "--scenarios", "basic_crud",
                    "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert results_of(tmp_path)["valkey"]["basic_crud"]["status"] == "OK"
@@ -114,6 +115,13 @@ def test_a_frozen_server_becomes_fail_not_a_hang(fresh_server, tmp_path: Path,
     assert results["valkey"]["large_payloads"]["status"] == "FAIL"
     assert results["redis"]["basic_crud"]["status"] == "OK"
     os.kill(servers["valkey"].process.pid, signal.SIGCONT)  # thawed, the server kept its data as it was
+    # The frozen server could not be cleaned: the run's journal stays there, and the next run repairs it.
+    with redis.Redis(port=servers["valkey"].port) as conn:
+        assert conn.hlen(config.JOURNAL_KEY) == 1
+    repair = run_cli("--redis", servers["redis"].url, "--valkey", servers["valkey"].url, "--scenarios", "basic_crud",
+                     "--out", str(tmp_path / "next"))
+    assert repair.returncode == 0, repair.stderr
+    assert "repaired the leftovers of run" in repair.stdout
     for role, srv in servers.items():
         assert_foreign_intact(srv.port)
         assert config_snapshot(srv.port) == before[role]
@@ -147,7 +155,7 @@ def test_acl_user_without_config_or_scripting_gets_warn_and_the_rest_runs(fresh_
         seed_foreign(conn)
     before = config_snapshot(srv.port)
     url = f"redis://limited:pw@127.0.0.1:{srv.port}/0"
-    proc = run_cli("--redis", url, "--valkey", url, "--allow-server-changes",
+    proc = run_cli("--redis", url, "--valkey", url, "--force-targets", "--allow-server-changes",
                    "--scenarios", "basic_crud,data_structures,lua_and_tx", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     valkey = results_of(tmp_path)["valkey"]
@@ -160,7 +168,7 @@ def test_acl_user_without_config_or_scripting_gets_warn_and_the_rest_runs(fresh_
 
 def test_config_disabled_like_a_managed_service_gives_warn(fresh_server, tmp_path: Path) -> None:
     srv = fresh_server(config.CANDIDATE, extra_args=("--rename-command", "CONFIG", ""))
-    proc = run_cli("--redis", srv.url, "--valkey", srv.url, "--allow-server-changes",
+    proc = run_cli("--redis", srv.url, "--valkey", srv.url, "--force-targets", "--allow-server-changes",
                    "--scenarios", "basic_crud,memory_eviction", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     valkey = results_of(tmp_path)["valkey"]
@@ -198,14 +206,14 @@ def test_tls_endpoint_with_ca_option(fresh_server, tls_files: dict[str, Path], t
         seed_foreign(conn)
     before = config_snapshot(srv.port)
     url = f"rediss://127.0.0.1:{tls_port}/0"
-    proc = run_cli("--redis", url, "--valkey", url, "--scenarios", "basic_crud",
+    proc = run_cli("--redis", url, "--valkey", url, "--force-targets", "--scenarios", "basic_crud",
                    "--tls-ca-cert", str(tls_files["ca.crt"]), "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     document = json.loads((tmp_path / "report.json").read_text())
     assert document["targets"]["redis"]["url"].startswith("rediss://")
     assert document["results"]["redis"]["basic_crud"]["status"] == "OK"
     # Without the CA the certificate cannot be verified: one clear line, exit 4.
-    refused = run_cli("--redis", url, "--valkey", url, "--scenarios", "basic_crud", "--out", str(tmp_path))
+    refused = run_cli("--redis", url, "--valkey", url, "--force-targets", "--scenarios", "basic_crud", "--out", str(tmp_path))
     assert refused.returncode == 4 and len(refused.stderr.strip().splitlines()) == 1
     assert "Traceback" not in refused.stderr
     assert srv.alive()
@@ -223,7 +231,7 @@ def test_oom_replies_are_reported_not_hidden(fresh_server, tmp_path: Path) -> No
             for fillers in range(100):  # fill up to maxmemory: every further write is refused
                 conn.set(f"filler:{fillers}", b"x" * 256 * 1024)
     before = config_snapshot(srv.port)
-    proc = run_cli("--redis", srv.url, "--valkey", srv.url, "--scenarios", "large_payloads", "--out", str(tmp_path))
+    proc = run_cli("--redis", srv.url, "--valkey", srv.url, "--force-targets", "--scenarios", "large_payloads", "--out", str(tmp_path))
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     large = results_of(tmp_path)["valkey"]["large_payloads"]

@@ -71,7 +71,8 @@ def results(embedded_servers: dict) -> Iterator[dict[str, dict[str, Any]]]:
     for role, srv in embedded_servers.items():
         with redis.Redis(port=srv.port) as conn:
             conn.mset(FOREIGN)
-            out[role] = si.run(conn, ScenarioOptions(prefix=PREFIX))
+            # As on a server the tool started (foreign keys here only test that MATCH keeps them out).
+            out[role] = si.run(conn, ScenarioOptions(prefix=PREFIX, server_is_owned=True))
     yield out
     for srv in embedded_servers.values():
         with redis.Redis(port=srv.port) as conn:
@@ -173,3 +174,23 @@ def test_same_binary_gives_identical_metrics(fresh_server: Any, role: str) -> No
     runs = run_on_two_processes(fresh_server, role, si.run)
     assert [r["status"] for r in runs] == ["OK", "OK"]
     assert diff_metrics(si.NAME, runs[0]["metrics"], runs[1]["metrics"]) == []
+
+
+def test_keyspace_walks_are_skipped_where_others_keys_live(fresh_server) -> None:
+    """On a server the tool did not start, with keys of others in the database: no KEYS, no keyspace-wide
+    SCAN (each is O(keyspace)); the skipped probes say so and are never compared; the rest runs."""
+    srv = fresh_server(config.CANDIDATE)
+    with redis.Redis(port=srv.port) as conn:
+        conn.mset({f"app:{i}": i for i in range(2000)})
+        out = si.run(conn, ScenarioOptions(prefix=PREFIX))
+        stats = conn.info("commandstats")
+        assert conn.dbsize() == 2000 and not list(conn.scan_iter(match=PREFIX + "*"))
+    assert out["status"] == "WARN" and "keyspace-wide SCAN and KEYS skipped" in out["detail"]
+    keys = stats.get("cmdstat_keys", {})
+    assert keys.get("calls", 0) == keys.get("rejected_calls", 0)  # KEYS never ran: its arity-error probe is refused
+    metrics = out["metrics"]
+    assert all(v == {"skipped": si.KEYSPACE_SKIP} for v in metrics["keys_vs_scan"].values())
+    assert metrics["completeness"]["SCAN MATCH {p}* COUNT 10"] == {"skipped": si.KEYSPACE_SKIP}
+    # Collections are scanned as usual: their iterations never leave the collection.
+    assert metrics["completeness"]["HSCAN large hash MATCH f1* COUNT 100"]["missing"] == 0
+

@@ -8,6 +8,7 @@ exception, keys cleaned up and CONFIG restored whatever happened.
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 import threading
 from collections.abc import Callable, Iterable
@@ -15,7 +16,9 @@ from typing import Any
 
 import redis
 
+from app import config
 from app.config import ScenarioOptions
+from app.signals import GUARD, Interrupted
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 Reply = Any  # a JSON-safe reply: str, int, float, None, list, dict, or {"error": text}
@@ -124,6 +127,11 @@ class ConfigJournal:
         with self._lock:
             return sum(len(saved) for _, saved in self._entries.values())
 
+    def pending_for(self, client: redis.Redis) -> dict[str, str]:
+        """The originals still to be put back on one client's server."""
+        with self._lock:
+            return dict(self._entries.get(id(client), (client, {}))[1])
+
 
 CONFIG_JOURNAL = ConfigJournal()
 
@@ -150,16 +158,33 @@ class ScenarioContext:
         self.failures: list[str] = []
         self.notes: list[str] = []
         self._extra_clients: list[redis.Redis] = [self.raw]
+        # Every key name handed out: on a server the tool did not start, cleanup deletes these by name
+        # instead of walking the whole keyspace with SCAN (O(own keys), not O(keyspace)).
+        self.written: set[str] = set()
+        self.keyspace_own = True  # set by a plan that walks the keyspace (see keyspace_is_own)
 
     # keys -------------------------------------------------------------------------------------
     def key(self, name: str) -> str:
-        return self.prefix + name
+        full = self.prefix + name
+        self.written.add(full)
+        return full
 
     def own_keys(self) -> list[bytes]:
-        return scan_keys(self.raw, glob_escape(self.prefix) + "*")
+        """This scenario's keys that exist: by SCAN on the tool's own server, by name elsewhere."""
+        if self.options.server_is_owned:
+            return scan_keys(self.raw, glob_escape(self.prefix) + "*")
+        names = sorted(self.written)
+        found: list[bytes] = []
+        for start in range(0, len(names), 500):
+            batch = names[start:start + 500]
+            pipe = self.raw.pipeline(transaction=False)
+            for name in batch:
+                pipe.execute_command("EXISTS", name)
+            found.extend(n.encode() for n, there in zip(batch, pipe.execute()) if there)
+        return found
 
     def cleanup(self) -> int:
-        """Delete this scenario's keys (SCAN + DEL by prefix only); returns how many were deleted."""
+        """Delete this scenario's keys (SCAN + DEL by prefix, or DEL by name); returns how many were deleted."""
         keys = self.own_keys()
         for start in range(0, len(keys), 500):
             self.raw.execute_command("DEL", *keys[start:start + 500])
@@ -175,6 +200,7 @@ class ScenarioContext:
     # replies ----------------------------------------------------------------------------------
     def call(self, *args: Any, conn: redis.Redis | None = None) -> Reply:
         """Send one command and return its plain reply; an error reply is a value, not an exception."""
+        _note_script(self.options, args)
         try:
             return plain((conn or self.raw).execute_command(*args), self.prefix)
         except redis.ResponseError as exc:
@@ -210,11 +236,19 @@ class ScenarioContext:
                                   "tool's, which it could evict or disturb; use an empty server or database")
 
     def foreign_key_count(self) -> int:
-        """Keys in any database that this run did not write (eviction reaches every database)."""
+        """Keys in any database that this run did not write (eviction reaches every database): INFO keyspace
+        minus this scenario's own keys and the run journal, never a walk over the keyspace."""
         keyspace = self.client.info("keyspace")
         total = sum(int(db["keys"]) for db in keyspace.values() if isinstance(db, dict))
-        own = len(scan_keys(self.raw, glob_escape(self.options.prefix) + "*"))
-        return max(0, total - own)
+        journal = 1 if self.raw.execute_command("EXISTS", config.JOURNAL_KEY) else 0
+        return max(0, total - len(self.own_keys()) - journal)
+
+    def keyspace_is_own(self) -> bool:
+        """True when this database holds no key but the tool's: a keyspace-wide probe (SCAN without a
+        collection, KEYS) then costs nothing to anyone. DBSIZE, O(1)."""
+        if self.options.server_is_owned:
+            return True
+        return int(self.raw.execute_command("DBSIZE")) <= len(self.own_keys()) + 1
 
     def config_get(self, name: str) -> str | None:
         """CONFIG GET of one parameter; refused or renamed CONFIG becomes StepSkipped (WARN)."""
@@ -234,6 +268,8 @@ class ScenarioContext:
         if original is None:
             raise StepSkipped(f"CONFIG parameter {name} does not exist on this server")
         CONFIG_JOURNAL.remember(self.raw, name, original)
+        if self.options.journal is not None:  # written on the server before the change: survives a kill
+            self.options.journal.remember_config(name, original)
         try:
             self.raw.execute_command("CONFIG", "SET", name, value)
         except redis.ResponseError as exc:
@@ -276,6 +312,31 @@ def scan_keys(raw: redis.Redis, pattern: str, count: int = 1000) -> list[bytes]:
             return sorted(set(keys))
 
 
+SCRIPT_COMMANDS = frozenset({"EVAL", "EVAL_RO"})
+
+
+def _note_script(options: ScenarioOptions, args: tuple[Any, ...]) -> None:
+    """Remember the SHA1 of every script sent with EVAL or SCRIPT LOAD: they stay in the server's script
+    cache, which cannot be emptied of one script without SCRIPT FLUSH (that would remove everyone's)."""
+    if options.scripts is None or len(args) < 2:
+        return
+    name = str(args[0]).upper()
+    body = args[1] if name in SCRIPT_COMMANDS else args[2] if name == "SCRIPT" and len(args) > 2 and \
+        str(args[1]).upper() == "LOAD" else None
+    if body is not None:
+        text = body if isinstance(body, bytes) else str(body).encode()
+        options.scripts.add(hashlib.sha1(text).hexdigest())
+
+
+def skipped(reason: str) -> dict[str, str]:
+    """A metric whose step did not run here (it would have cost others too much): never compared."""
+    return {"skipped": reason}
+
+
+def is_skipped(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"skipped"}
+
+
 def glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
@@ -294,19 +355,28 @@ def run_scenario(name: str, client: redis.Redis, options: ScenarioOptions | None
         return result(name, FAIL, f"could not connect: {_describe(exc)}", {})
     crash: str | None = None
     try:
-        ctx.cleanup()  # leftovers of an interrupted earlier run with the same prefix
+        if options.server_is_owned:
+            ctx.cleanup()  # leftovers of an interrupted earlier run with the same prefix
         plan(ctx)
     except StepSkipped as exc:
         ctx.warn(str(exc))
+    except Interrupted as exc:
+        crash = f"interrupted by {exc}: partial result"
+        exc.partial = result(name, FAIL, crash, ctx.metrics)
+        raise
     except Exception as exc:  # noqa: BLE001 - turned into FAIL with the reason
         crash = _describe(exc)
     finally:
-        problems = CONFIG_JOURNAL.restore(ctx.raw)
-        try:
-            ctx.cleanup()
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
-            problems.append(f"cleanup failed: {_describe(exc)}")
-        ctx.close()
+        with GUARD.deferred():  # a second Ctrl-C must not break the restore and the cleanup
+            problems = CONFIG_JOURNAL.restore(ctx.raw)
+            if options.journal is not None:
+                options.journal.keep_pending(CONFIG_JOURNAL.pending_for(ctx.raw))
+            try:
+                ctx.cleanup()
+            except Exception as exc:  # noqa: BLE001 - reported, not raised
+                problems.append(f"cleanup failed: {_describe(exc)}; keys with the prefix {ctx.prefix} may be "
+                                "left: ./rvc --cleanup removes them")
+            ctx.close()
     return result(name, *_verdict(ctx, crash, problems), ctx.metrics)
 
 
