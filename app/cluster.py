@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from app import config
 from app.provision import ServerBinary, embedded_binary, user_binary
@@ -356,7 +357,7 @@ class ClusterTarget(Target):
             return RedisCluster.from_url(self.url, **kwargs)
         except ValueError as exc:
             raise TargetError(f"{self.name}: bad cluster URL {self.display_url()}: {exc}") from exc
-        except (redis.RedisError, OSError) as exc:
+        except (redis.RedisError, RedisClusterException, OSError) as exc:  # the last is not a RedisError
             raise TargetError(f"{self.name}: cannot use {self.display_url()} as a cluster: {exc}") from exc
 
     def stop(self) -> None:

@@ -71,6 +71,11 @@ def run_cluster_scenarios(targets: Sequence[ClusterTarget], names: Sequence[str]
                 outcome = run(clients[target.name], options)
             except Exception as exc:  # noqa: BLE001 - the run goes on after a broken scenario
                 outcome = result(name, FAIL, f"scenario raised {type(exc).__name__}: {exc}", {})
+            except BaseException as exc:  # interrupted: keep what the scenario measured and put back
+                partial = getattr(exc, "partial", None)
+                if partial is not None:
+                    results.setdefault(target.name, {})[name] = partial
+                raise
             outcome["duration_s"] = round(time.perf_counter() - started, 3)
             results.setdefault(target.name, {})[name] = outcome
     return results

@@ -161,6 +161,17 @@ def test_an_external_cluster_url_must_be_tcp_and_database_0() -> None:
         external_cluster_target("valkey", "http://127.0.0.1:7000")
 
 
+def test_an_unreachable_user_cluster_is_one_line_without_the_password() -> None:
+    secret = "s3cret-cluster-pw"
+    proc = subprocess.run([sys.executable, "-m", "app.cluster_run", "--redis-cluster",
+                           f"redis://:{secret}@127.0.0.1:1/0", "--valkey-cluster", "redis://127.0.0.1:1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 4, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "cannot use" in errors[0] and "Traceback" not in proc.stderr
+    assert secret not in proc.stderr + proc.stdout
+
+
 # --- the scenarios on Redis and Valkey ----------------------------------------------------------------
 
 def test_every_cluster_scenario_completes_on_both(results: dict[str, dict[str, Any]]) -> None:
@@ -409,5 +420,8 @@ def test_sigterm_during_resharding_gives_a_user_cluster_back_as_found(tmp_path: 
     assert seen, f"no slot was ever seen migrating: {err[-500:]}"
     assert proc.returncode == 130, err
     assert "interrupted by SIGTERM" in err and "Traceback" not in err
-    assert after == before  # slots with their owners, roles, every CONFIG value
+    document = json.loads((tmp_path / "report.json").read_text())
+    details = {name: r.get("cluster_resharding", {}).get("detail") for name, r in document["results"].items()}
+    assert after == before, details  # slots with their owners, roles, every CONFIG value
+    assert details["redis"].startswith("error: interrupted by SIGTERM") and "could not" not in details["redis"]
     assert leftovers == []

@@ -32,8 +32,9 @@ from typing import Any
 from redis.cluster import RedisCluster
 
 from app.config import ScenarioOptions
-from app.scenarios.cluster_support import (POLL_S, SETTLE_TIMEOUT_S, ClusterContext, Node, StepSkipped, Writer,
-                                           owner_in_view, run_cluster_scenario, slot_of, supported_subcommands)
+from app.scenarios.cluster_support import (ATOMIC_FINAL_STATES, POLL_S, SETTLE_TIMEOUT_S, ClusterContext, Node,
+                                           StepSkipped, Writer, owner_in_view, run_cluster_scenario, slot_of,
+                                           supported_subcommands)
 from app.scenarios.pubsub import RawConnection, tagged
 
 NAME = "cluster_resharding"
@@ -47,7 +48,6 @@ MIGRATE_TIMEOUT_MS = 5000
 # Writes the writer must get acknowledged before a move starts and after it ends (it was running
 # across the whole move, not only in part of it).
 WRITES_AROUND = 20
-ASM_FINAL_STATES = ("success", "failed", "cancelled")
 # How long the old owner's shard subscriber is watched for what the move sends it.
 SUBSCRIBER_WAIT_S = 1.0
 
@@ -193,7 +193,7 @@ def atomic_move(ctx: ClusterContext, slot: int, source: Node, target: Node) -> d
         state, message = migration_state(ctx, source, slot, target) or (None, "")
         if state and (not states or states[-1] != state):
             states.append(state)
-        if state in ASM_FINAL_STATES:
+        if state and state.encode() in ATOMIC_FINAL_STATES:
             break
         if time.monotonic() > deadline:
             raise StepSkipped(f"the atomic migration of slot {slot} did not end within {SETTLE_TIMEOUT_S:.0f}s")

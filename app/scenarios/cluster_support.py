@@ -39,6 +39,7 @@ DEL_BATCH = 500
 # How long a step waits for the cluster to settle (gossip, a slot's new owner, a promoted replica).
 SETTLE_TIMEOUT_S = 30.0
 POLL_S = 0.02
+LATE_COMMAND_WAIT_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -431,7 +432,7 @@ class SlotJournal:
             try:
                 give_back(self.ctx, slot, owner_id)
                 del self.changes[slot]
-            except (redis.RedisError, OSError, StepSkipped) as exc:
+            except Exception as exc:  # noqa: BLE001 - reported; CONFIG restore and cleanup still follow
                 problems.append(f"could not give slot {slot} back to its owner: {_describe(exc)}")
         return problems
 
@@ -452,9 +453,12 @@ def give_back(ctx: ClusterContext, slot: int, owner_id: str) -> None:
     if owner is None:
         raise StepSkipped("its original owner is no longer in the cluster")
     primaries = ctx.living_primaries()
-    for node in primaries:
-        if "CANCELSLOTMIGRATIONS" in supported_subcommands(ctx, node):
-            ctx.call("CLUSTER", "CANCELSLOTMIGRATIONS", "ALL", conn=ctx.node(node))
+    atomic = [n for n in primaries if "CANCELSLOTMIGRATIONS" in supported_subcommands(ctx, n)]
+    for node in atomic:
+        ctx.call("CLUSTER", "CANCELSLOTMIGRATIONS", "ALL", conn=ctx.node(node))
+    # A cancelled atomic migration rolls back in the background: wait until none is running any more.
+    ctx.wait_for("every atomic slot migration has ended",
+                 lambda: not any(running_migrations(ctx.node(n)) for n in atomic))
     owner_conn = ctx.node(owner)
     holders = {n.id: ctx.own_keys_in_slot(n, slot) for n in primaries if n.id != owner.id}
     if any(holders.values()):
@@ -480,8 +484,47 @@ def give_back(ctx: ClusterContext, slot: int, owner_id: str) -> None:
             # SETSLOT NODE <another node> leaves an IMPORTING state in place: STABLE clears it first.
             ctx.node(node).execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
             ctx.node(node).execute_command("CLUSTER", "SETSLOT", slot, "NODE", owner.id)
-    ctx.wait_for(f"every primary sees slot {slot} back on its owner",
-                 lambda: all(owner_in_view(ctx.node(n), slot) == owner.id for n in primaries))
+    ctx.wait_for(f"every primary sees slot {slot} back on its owner, with no migration state",
+                 lambda: settled_on(ctx, slot, owner, primaries))
+    # A SETSLOT sent just before an interruption (the reply never read) can still be executed after the
+    # restore: look again after a quiet moment, and settle once more if it came.
+    time.sleep(LATE_COMMAND_WAIT_S)
+    ctx.wait_for(f"slot {slot} still settled on its owner", lambda: settled_on(ctx, slot, owner, primaries))
+
+
+ATOMIC_FINAL_STATES = frozenset({b"success", b"failed", b"cancelled"})
+
+
+def running_migrations(conn: redis.Redis) -> list[bytes]:
+    """The states of a node's atomic slot migrations (CLUSTER GETSLOTMIGRATIONS) that have not ended."""
+    states = []
+    for entry in conn.execute_command("CLUSTER", "GETSLOTMIGRATIONS"):
+        fields = dict(zip(entry[::2], entry[1::2]))
+        if fields.get(b"state") not in ATOMIC_FINAL_STATES:
+            states.append(fields.get(b"state"))
+    return states
+
+
+def migration_marks_of(conn: redis.Redis, slot: int) -> bool:
+    """Whether a node's own CLUSTER NODES line marks `slot` as migrating or importing."""
+    own = next(line for line in conn.execute_command("CLUSTER", "NODES").decode().splitlines()
+               if "myself" in line.split()[2])
+    return any(field.startswith((f"[{slot}->-", f"[{slot}-<-")) for field in own.split()[8:])
+
+
+def settled_on(ctx: ClusterContext, slot: int, owner: Node, primaries: list[Node]) -> bool:
+    """True when every primary sees `owner` owning `slot` and none marks it; a node that does not is
+    set right again (SETSLOT is idempotent), and the next poll looks again."""
+    settled = True
+    for node in primaries:
+        conn = ctx.node(node)
+        if migration_marks_of(conn, slot):
+            settled = False
+            conn.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")  # clears MIGRATING and IMPORTING
+        if owner_in_view(conn, slot) != owner.id:
+            settled = False
+            conn.execute_command("CLUSTER", "SETSLOT", slot, "NODE", owner.id)
+    return settled
 
 
 def supported_subcommands(ctx: ClusterContext, node: Node) -> set[str]:
@@ -603,6 +646,7 @@ def run_cluster_scenario(name: str, client: RedisCluster, options: ScenarioOptio
     except Exception as exc:  # noqa: BLE001 - the contract: a scenario never raises
         return result(name, "FAIL", f"could not read the cluster: {_describe(exc)}", {})
     crash: str | None = None
+    interrupted: BaseException | None = None
     try:
         if options.server_is_owned:
             ctx.cleanup()  # leftovers of an interrupted earlier run with the same prefix
@@ -611,6 +655,9 @@ def run_cluster_scenario(name: str, client: RedisCluster, options: ScenarioOptio
         ctx.warn(str(exc))
     except Exception as exc:  # noqa: BLE001 - turned into FAIL with the reason
         crash = _describe(exc)
+    except BaseException as exc:  # SIGINT/SIGTERM: put everything back below, then let it go on
+        interrupted = exc
+        crash = f"interrupted by {exc}: partial result"
     finally:
         # Also on an interruption (the runner's signal handler raises through here): put back first.
         problems = ctx.slot_journal.restore()
@@ -621,4 +668,8 @@ def run_cluster_scenario(name: str, client: RedisCluster, options: ScenarioOptio
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             problems.append(f"cleanup failed: {_describe(exc)}")
         ctx.close()
-    return result(name, *_verdict(ctx, crash, problems), ctx.metrics)
+    outcome = result(name, *_verdict(ctx, crash, problems), ctx.metrics)
+    if interrupted is not None:
+        interrupted.partial = outcome  # type: ignore[attr-defined]  # the runner keeps it in the report
+        raise interrupted
+    return outcome
