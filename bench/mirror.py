@@ -6,6 +6,7 @@ Usage: python -m bench.mirror [--rounds 2] [--requests 200000] [--profile S] [--
   proxied   the same through ./rvc mirror (primary Redis, candidate Valkey, secondary Redis)
   frozen    proxied, the candidate stopped with SIGSTOP 1 s in, for 10 s: the application's figures,
             the drop counters and the proxy's memory (RSS sampled every 0.2 s)
+  light     one client (-c 1 -t set,get): the latency one hop through the proxy adds when it is not saturated
   --profile S   py-spy samples the proxy for S seconds during one more proxied run; prints where its
                 time goes (own time per function)
 The targets (issue #13): throughput through the proxy >= 50 % of direct; p50 added <= 0.3 ms; p99 added
@@ -44,12 +45,13 @@ CLIENTS, SIZE = 50, 100
 FREEZE_AFTER_S, FREEZE_FOR_S = 1.0, 10.0
 TARGETS = {"throughput_ratio": 0.5, "p50_added_ms": 0.3, "p99_added_ms": 1.0, "frozen_within": 0.10}
 RSS_EVERY_S = 0.2
+LIGHT_TESTS, LIGHT_REQUESTS = "set,get", 20_000
 
 
-def bench_run(port: int, requests: int) -> dict[str, dict[str, float]]:
+def bench_run(port: int, requests: int, tests: str = TESTS, clients: int = CLIENTS) -> dict[str, dict[str, float]]:
     """test -> {rps, p50, p99} from redis-benchmark's CSV."""
     tool = embedded_benchmark()
-    out = subprocess.run([str(tool.path), "-h", "127.0.0.1", "-p", str(port), "-t", TESTS, "-c", str(CLIENTS),
+    out = subprocess.run([str(tool.path), "-h", "127.0.0.1", "-p", str(port), "-t", tests, "-c", str(clients),
                           "-n", str(requests), "-d", str(SIZE), "--csv"], env={**os.environ, **tool.env},
                          capture_output=True, text=True, timeout=900, check=True).stdout
     rows = {}
@@ -107,7 +109,7 @@ def flush(targets: dict[str, Target]) -> None:
 
 
 def proxied(targets: dict[str, Target], requests: int, freeze: Target | None = None,
-            profile_s: float = 0.0) -> dict[str, Any]:
+            profile_s: float = 0.0, light: int = 0) -> dict[str, Any]:
     flush(targets)
     out = Path(tempfile.mkdtemp(prefix="rvc-bench-mirror-"))
     proxy = Proxy(targets, out)
@@ -119,6 +121,7 @@ def proxied(targets: dict[str, Target], requests: int, freeze: Target | None = N
             timer.start()
         spy = _start_profile(proxy.process.pid, profile_s) if profile_s else None
         rows = bench_run(proxy.port, requests)
+        light_rows = bench_run(proxy.port, light, LIGHT_TESTS, 1) if light else None
         if spy is not None:
             profile = _profile_result(*spy)
         if timer is not None:
@@ -127,7 +130,7 @@ def proxied(targets: dict[str, Target], requests: int, freeze: Target | None = N
         document = proxy.stop()
         shutil.rmtree(out, ignore_errors=True)
     section = document["mirror"]
-    return {"rows": rows, "rss_kb": proxy.rss, "totals": section["totals"], "candidate": section["candidate"],
+    return {"rows": rows, "light": light_rows, "rss_kb": proxy.rss, "totals": section["totals"], "candidate": section["candidate"],
             "servers": section["servers"], "profile": profile}
 
 
@@ -191,6 +194,15 @@ def render(direct: dict, prox: dict, frozen: dict, rounds: int) -> str:
                      "direct p99", "proxied p99", "p99 added", "frozen rps", "vs proxied", "frozen p50", "frozen p99"], rows))
 
 
+def render_light(direct: dict, prox: dict) -> str:
+    rows = [[test, f"{direct[test]['rps']:,.0f}", f"{prox[test]['rps']:,.0f}", f"{direct[test]['p50']:.3f}",
+             f"{prox[test]['p50']:.3f}", f"{prox[test]['p50'] - direct[test]['p50']:+.3f}", f"{direct[test]['p99']:.3f}",
+             f"{prox[test]['p99']:.3f}", f"{prox[test]['p99'] - direct[test]['p99']:+.3f}"] for test in direct]
+    return (f"one client (-c 1 -n {LIGHT_REQUESTS} -t {LIGHT_TESTS}): the hop the proxy adds, unsaturated; ms\n"
+            + table(["test", "direct rps", "proxied rps", "direct p50", "proxied p50", "p50 added", "direct p99",
+                     "proxied p99", "p99 added"], rows))
+
+
 def render_frozen(runs: list[dict[str, Any]]) -> str:
     lines = []
     for index, run in enumerate(runs, 1):
@@ -232,7 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for number in range(1, args.rounds + 1):
             flush(targets)
             saved["direct"].append(bench_run(targets["primary"].server.port, args.requests))
-            saved["proxied"].append(proxied(targets, args.requests))
+            saved.setdefault("direct_light", []).append(
+                bench_run(targets["primary"].server.port, LIGHT_REQUESTS, LIGHT_TESTS, 1))
+            saved["proxied"].append(proxied(targets, args.requests, light=LIGHT_REQUESTS))
             saved["frozen"].append(proxied(targets, args.requests, freeze=targets["candidate"]))
             print(f"round {number}/{args.rounds} done", flush=True)
         if args.profile:
@@ -242,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             target.stop()
     print("\n" + render(summarize_rows(saved["direct"]), summarize_rows([r["rows"] for r in saved["proxied"]]),
                         summarize_rows([r["rows"] for r in saved["frozen"]]), args.rounds))
+    print("\n" + render_light(summarize_rows(saved["direct_light"]),
+                              summarize_rows([r["light"] for r in saved["proxied"]])))
     for run in saved["proxied"]:
         rss = [kb for _, kb in run["rss_kb"]]
         print(f"proxied: {run['totals']['commands']:,} commands compared {run['totals']['calls']:,}, "

@@ -333,3 +333,50 @@ def test_request_framing_splits_inline_and_mixed_streams() -> None:
     assert framer.feed(b"PI") == [] and framer.feed(b"NG\r\n\r\nECHO x\r\n") == [(b"PING",), (b"ECHO", b"x")]
     with pytest.raises(FramingError):
         split_inline(b'SET k "unbalanced')
+
+
+def test_connection_state_blocking_sharded_pubsub_and_tracking(servers, start_mirror) -> None:
+    mirror = start_mirror(servers)
+    app = mirror.client(protocol=3)
+    other = mirror.client()
+    app.execute_command("SELECT", 2)
+    app.set("db2", "x")
+    assert other.get("db2") is None and app.get("db2") == b"x"  # SELECT stays per connection
+    # CLIENT REPLY OFF: nothing comes back, nothing is compared, and the connection stays in step.
+    raw = _exchange(mirror.port, [b"CLIENT REPLY OFF\r\nSET quiet 1\r\nCLIENT REPLY ON\r\nGET quiet\r\n"])
+    assert raw.startswith(b"+OK\r\n$1\r\n1\r\n")
+    # A blocking command answered by another connection's push, on every server.
+    blocker = mirror.client()
+    result: list[Any] = []
+    import threading
+    waiter = threading.Thread(target=lambda: result.append(blocker.blpop(["queue"], timeout=20)))
+    waiter.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any(c.get("cmd") == "blpop" for c in other.client_list()):
+        time.sleep(0.02)
+    other.rpush("queue", "job")
+    waiter.join(timeout=30)
+    assert result == [(b"queue", b"job")]
+    # Sharded pub/sub, RESP3 pushes, and client-side caching invalidations (pushes) on the same connection.
+    sub = mirror.client(protocol=3).pubsub()
+    sub.ssubscribe("shard-ch")
+    assert _next_message(sub, "ssubscribe")[1] == b"shard-ch"
+    assert other.execute_command("SPUBLISH", "shard-ch", "s1") == 1
+    assert _next_message(sub, "smessage")[2] == b"s1"
+    sub.close()
+    tracked = mirror.client(protocol=3)
+    tracked.execute_command("CLIENT", "TRACKING", "ON")
+    tracked.get("cached")
+    other.set("cached", "changed")  # an invalidation push to the tracking connection
+    assert tracked.execute_command("PING")
+    for conn in (app, other, blocker, tracked):
+        conn.close()
+    code, _, err, document = mirror.stop()
+    assert code == 0, err
+    stats = document["mirror"]["commands"]
+    assert stats["BLPOP"]["identical"] == 1 and stats["SSUBSCRIBE"]["identical"] == 1
+    assert stats["SMESSAGE"]["identical"] == 1 and stats["SPUBLISH"]["identical"] == 1
+    assert stats["SET"]["skipped"] == 1 and "CLIENT REPLY OFF" in next(iter(stats["SET"]["skip_reasons"]))
+    assert stats["GET"]["different"] == 0 and stats["SELECT"]["identical"] == 1
+    assert stats["INVALIDATE"]["identical"] == 1
+    assert not [r for r in document["differences"] if r["command"] not in ("HELLO", "CLIENT LIST")]

@@ -12,6 +12,7 @@ from app.stream_compare import DIFFERENT, NOISE, Call, ReplyError, StreamCompara
 QUEUED = b"QUEUED"
 IN_TRANSACTION = "in MULTI/EXEC"
 NOT_DELIVERED = ReplyError("(no message: this subscriber received nothing in its place)")
+PARTIAL_TRANSACTION = "in a transaction with a primary-only command: EXEC's replies do not align"
 MESSAGE_NOTE = "push message to a subscriber, compared in order"
 OUT_OF_SYNC_NOTE = "after the {name} fell out of sync (commands were dropped from its comparison)"
 
@@ -35,6 +36,8 @@ class Collector:
         """Every server answered (or will not): judge the command, or count why not."""
         call = entry.call
         if entry.skip is not None:
+            if entry.tx is not None and not entry.ends_tx:
+                entry.tx.partial = True  # EXEC's array on the primary holds a reply the others never had
             self.comparator.skip(call, entry.skip)
             return
         missing = entry.missing.get(self.candidate) or entry.missing.get(self.baseline)
@@ -61,6 +64,10 @@ class Collector:
     def _exec(self, entry: Entry, replies: dict[str, Any], tx: Any) -> None:
         queued = tx.deferred
         arrays = all(isinstance(value, list) and len(value) == len(queued) for value in replies.values())
+        if tx.partial:
+            for item in [*queued, entry]:
+                self.comparator.skip(item.call, PARTIAL_TRANSACTION)
+            return
         if tx.broken or not arrays:
             for item in queued:
                 self.comparator.skip(item.call, "transaction did not run alike on every server")
@@ -83,7 +90,7 @@ class Collector:
     def message(self, session: str, frames: dict[str, Any]) -> None:
         """One push message, as each server delivered it to the same subscriber."""
         base = frames.get(self.baseline)
-        first = base if base is not None else next(iter(frames.values()))
+        first = base if base is not None else next(v for v in frames.values() if v is not None)
         kind = first[0] if isinstance(first, list) and first and isinstance(first[0], bytes) else b"push"
         channel = first[1:2] if isinstance(first, list) and first[1:2] and isinstance(first[1], bytes) else []
         call = Call((kind.upper(), *channel), session=session, note=MESSAGE_NOTE)

@@ -26,11 +26,12 @@ class Transaction:
     """MULTI ... EXEC on one session: the queued commands whose replies were QUEUED everywhere, kept to be
     compared with EXEC's elements; broken when a server did not queue one of them."""
 
-    __slots__ = ("deferred", "broken")
+    __slots__ = ("deferred", "broken", "partial")
 
     def __init__(self) -> None:
         self.deferred: list[Entry] = []
         self.broken = False
+        self.partial = False  # held a primary-only command
 
 
 class Entry:

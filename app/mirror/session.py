@@ -19,6 +19,7 @@ from app.stream_compare import Call, command_name
 
 NO_REPLY_REASON = "no reply to compare (CLIENT REPLY OFF or SKIP)"
 CLOSED_REASON = "the connection closed before the primary answered"
+MAX_UNMATCHED_MESSAGES = 1000  # push messages one server delivered and another not (yet), per connection
 STOPPED_REASON = "the mirror stopped before the {name} answered"
 
 
@@ -83,6 +84,7 @@ class Session:
         elif entry.no_reply:
             entry.skip = NO_REPLY_REASON
         in_tx = self._transaction(entry)
+        entry.awaiting += 1  # held while it is handed out, so that no lane finishes it before the last has it
         self.primary.push(entry)
         if reason is None:
             if not self.pinned and command in PINNING:
@@ -96,6 +98,7 @@ class Session:
                     self.last_shared[backend.name] = entry
         if command in ENDS_COMPARISON:
             self.stop_comparing(f"after {command} the primary's replies are a stream")
+        entry.awaiting -= 1
         self.settled(entry)
 
     def _pin(self) -> None:
@@ -175,14 +178,20 @@ class Session:
             self.mirror.collector.finish(entry)
 
     def on_message(self) -> None:
-        """Pair the oldest message of every lane that has one, once the primary's and the candidate's are in."""
+        """Pair the oldest message of every lane that has one, once every live lane has one; a lane that
+        falls MAX_UNMATCHED_MESSAGES behind is judged as not having delivered them (memory stays bounded)."""
         primary = self.primary
         live = [lane for lane in self.shadows if lane.state != "closed" or lane.messages]
-        while primary.messages and live and all(lane.messages for lane in live):
+        collector = self.mirror.collector
+        while primary.messages and (all(lane.messages for lane in live)
+                                    or len(primary.messages) > MAX_UNMATCHED_MESSAGES):
             frames = {primary.name: primary.messages.popleft()}
             for lane in live:
-                frames[lane.name] = lane.messages.popleft()
-            self.mirror.collector.message(self.name, frames)
+                frames[lane.name] = lane.messages.popleft() if lane.messages else None
+            collector.message(self.name, frames)
+        for lane in live:
+            while len(lane.messages) > MAX_UNMATCHED_MESSAGES:  # delivered by a shadow, not by the primary
+                collector.message(self.name, {primary.name: None, lane.name: lane.messages.popleft()})
 
     def flush_messages(self) -> None:
         """At the end: messages one server delivered and another did not."""

@@ -265,15 +265,14 @@ class ShadowLane(Lane, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.setup_left:
-            data = self._setup_replies(data)
-            if not data:
-                return
-        self.feed(data)
+            self._setup_replies(data)
+        else:
+            self.feed(data)
         self.backend.wake()
         if self.close_when_idle:
             self.close_if_idle()
 
-    def _setup_replies(self, data: bytes) -> bytes:
+    def _setup_replies(self, data: bytes) -> None:
         """The replies to the mirror's own AUTH/SELECT come first: checked, never compared."""
         frames = self.framer.feed(data)
         while frames and self.setup_left:
@@ -281,10 +280,9 @@ class ShadowLane(Lane, asyncio.Protocol):
             self.setup_left -= 1
             if isinstance(frame, Exception):
                 self.backend.lose(f"refused the mirror's login or SELECT: {str(frame)[:80]}")
-                return b""
+                return
         for frame in frames:
             self.frame(frame)
-        return b""
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.state == "closed":
