@@ -30,6 +30,7 @@ import redis
 from app import config
 from app.redaction import redact
 from app.scenarios.support import derive_client
+from app.servers import pid_alive
 
 JOURNAL_KEY = config.JOURNAL_KEY
 LEASE_S = 60.0       # a run that has not renewed its lease for this long is dead (frozen, or gone)
@@ -109,7 +110,7 @@ class RunJournal:
                                 "wait for it, or stop it (a dead run is repaired automatically)")
             self.repaired.append(repair(self.client, entry))
         for entry in local_entries_for(self.local.parent, self.entry.run):
-            if not _pid_alive(entry.pid) and not _on_server(self.client, entry):
+            if not pid_alive(entry.pid) and not _on_server(self.client, entry):
                 self.repaired.append(repair(self.client, entry))
                 _remove(self.local.parent / f"{entry.run}.json")
         self.entry.client_id = int(self.client.execute_command("CLIENT", "ID"))
@@ -195,24 +196,13 @@ def _remove(path: Path) -> None:
         pass  # already gone
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _on_server(client: redis.Redis, entry: Entry) -> bool:
     return any(e.run == entry.run for e in all_entries(client))
 
 
 def _databases(client: redis.Redis) -> list[int]:
-    """Every database the server has (CONFIG GET databases); just the connection's when CONFIG is refused."""
+    """Every database the server has (CONFIG GET databases); just the connection's when CONFIG is refused.
+    `client` has raw replies (a flat [name, value] list)."""
     try:
         reply = client.execute_command("CONFIG", "GET", "databases")
         return list(range(int(reply[1])))
@@ -226,7 +216,7 @@ def all_entries(client: redis.Redis) -> list[Entry]:
     home = int(client.connection_pool.connection_kwargs.get("db") or 0)
     conn = _raw(client)
     try:
-        for db in _databases(client):
+        for db in _databases(conn):
             conn.execute_command("SELECT", db)
             fields = conn.execute_command("HGETALL", JOURNAL_KEY) or []
             for value in fields[1::2]:
@@ -269,7 +259,7 @@ def repair(client: redis.Redis, entry: Entry) -> str:
         libraries = delete_libraries(conn, library_pattern(entry.prefix))
         if libraries:
             done.append(f"deleted {libraries} function librar{'y' if libraries == 1 else 'ies'}")
-        keys = delete_keys(conn, _glob_escape(entry.prefix) + "*", _databases(client))
+        keys = delete_keys(conn, _glob_escape(entry.prefix) + "*", _databases(conn))
         if keys:
             done.append(f"deleted {keys} keys")
         conn.execute_command("SELECT", entry.db)
@@ -317,7 +307,7 @@ def cleanup_everything(client: redis.Redis) -> list[str]:
     conn = _raw(client)
     try:
         libraries = delete_libraries(conn, ALL_LIBRARIES_OF_TOOL)
-        keys = delete_keys(conn, ALL_KEYS_OF_TOOL, _databases(client))
+        keys = delete_keys(conn, ALL_KEYS_OF_TOOL, _databases(conn))
         conn.execute_command("SELECT", int(client.connection_pool.connection_kwargs.get("db") or 0))
     finally:
         conn.close()

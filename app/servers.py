@@ -37,6 +37,40 @@ def _die_with_parent() -> None:
         pass  # not Linux: the normal stop path still applies
 
 
+WORKDIR_PREFIX = "rvc-"
+OWNER_FILE = "owner.pid"  # the pid of the tool process whose server uses the folder
+_stale_checked = False
+
+
+def remove_stale_workdirs() -> list[Path]:
+    """Folders of servers whose tool process is gone (killed outright: its servers died with it through
+    PDEATHSIG, but nothing removed their folders). Checked once per process; returns what was removed."""
+    global _stale_checked
+    if _stale_checked:
+        return []
+    _stale_checked = True
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        try:
+            owner = int((folder / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not a folder of ours, or one being created right now
+        if owner != os.getpid() and not pid_alive(owner):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class EmbeddedServer:
     """One server process in its own temporary directory, with no persistence."""
 
@@ -61,7 +95,9 @@ class EmbeddedServer:
         return self.workdir / "server.log"
 
     def start(self, timeout_s: float = 15.0) -> "EmbeddedServer":
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"rvc-{self.name}-"))
+        remove_stale_workdirs()
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{self.name}-"))
+        (self.workdir / OWNER_FILE).write_text(str(os.getpid()))
         for attempt in range(3):  # a free port can be taken between probing and binding
             self.port = free_port()
             args = [str(self.binary.path), "--port", str(self.port), "--bind", "127.0.0.1",

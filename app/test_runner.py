@@ -384,7 +384,11 @@ def cleanup_targets(targets: list[Target], timeout_s: float) -> int:
             continue
         with target.client(timeout_s) as client:
             check_reachable(target, client)
-            for line in cleanup_everything(client):
+            try:
+                done = cleanup_everything(client)
+            except redis.RedisError as exc:
+                return fail(f"{target.name}: cleanup refused at {target.display_url()}: {exc}", EXIT_TARGET)
+            for line in done:
                 print(f"{target.name} ({target.display_url()}): {line}")
     return EXIT_OK
 
