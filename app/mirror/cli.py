@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from app import config
@@ -35,17 +35,12 @@ from app.servers import ServerStartError
 from app.stream_compare import MAX_EXAMPLES, MAX_SIGNATURES
 from app.targets import Target, TargetError, check_reachable, embedded_trio, external_target
 from app.test_runner import (EXIT_NEW, EXIT_OK, EXIT_OUTPUT, EXIT_SETUP, EXIT_TARGET, EXIT_USAGE, UsageError,
-                             fail, first_unwritable)
+                             _Parser, fail, first_unwritable)  # the runner's parser: a usage error, one line
 
 PRIMARY, CANDIDATE, SECONDARY = "primary", "candidate", "secondary"
 DEFAULT_LISTEN = "127.0.0.1:0"  # port 0: a free one, printed
 DEFAULT_REPORT_EVERY_S = 60.0
 STATUS_EVERY_S = 1.0
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:

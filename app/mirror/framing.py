@@ -15,6 +15,7 @@ import hiredis
 INLINE_MAX = 64 * 1024  # Redis refuses longer inline requests (PROTO_INLINE_MAX_SIZE)
 _ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", ord("a"): b"\a"}
 _HEX = b"0123456789abcdefABCDEF"
+_SPACES = b" \t\n\r\v\f"
 
 
 class FramingError(ValueError):
@@ -38,7 +39,7 @@ def split_inline(line: bytes) -> list[bytes]:
     args: list[bytes] = []
     i, n = 0, len(line)
     while True:
-        while i < n and line[i] in b" \t\n\r\v\f":
+        while i < n and line[i] in _SPACES:
             i += 1
         if i >= n:
             return args
@@ -50,32 +51,25 @@ def split_inline(line: bytes) -> list[bytes]:
                     raise FramingError("unbalanced quotes in request")
                 break
             c = line[i]
-            if quote == 0x22:  # "
+            if quote and c == quote:  # a closing quote must end the argument
+                if i + 1 < n and line[i + 1] not in _SPACES:
+                    raise FramingError("unbalanced quotes in request")
+                i += 1
+                break
+            if quote == 0x22:  # "...": \xHH and the C escapes
                 if c == 0x5C and i + 3 < n and line[i + 1] == ord("x") and line[i + 2] in _HEX and line[i + 3] in _HEX:
                     current.append(int(line[i + 2:i + 4], 16))
                     i += 3
                 elif c == 0x5C and i + 1 < n:
                     i += 1
                     current += _ESCAPES.get(line[i], bytes([line[i]]))
-                elif c == 0x22:
-                    if i + 1 < n and line[i + 1] not in b" \t\n\r\v\f":
-                        raise FramingError("unbalanced quotes in request")
-                    i += 1
-                    break
                 else:
                     current.append(c)
-            elif quote == 0x27:  # '
+            elif quote == 0x27:  # '...': only \'
                 if c == 0x5C and i + 1 < n and line[i + 1] == 0x27:
                     i += 1
-                    current.append(0x27)
-                elif c == 0x27:
-                    if i + 1 < n and line[i + 1] not in b" \t\n\r\v\f":
-                        raise FramingError("unbalanced quotes in request")
-                    i += 1
-                    break
-                else:
-                    current.append(c)
-            elif c in b" \t\n\r\v\f":
+                current.append(line[i])
+            elif c in _SPACES:
                 break
             elif c in (0x22, 0x27):
                 quote = c
