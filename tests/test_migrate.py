@@ -33,7 +33,7 @@ from app.migration.rehearsal import RehearsalOptions, default_binaries, rehearse
 from app.migration.settings import DIRECTIONS, FORWARD, OUTCOMES, ROLLBACK, ROUTES, TEST_DATASET
 from app.migration.verify import LOSS_DANGLING, LOSS_FIELD_TTL, verify
 from app.render.reports import write_reports
-from app.servers import EmbeddedServer
+from app.servers import EmbeddedServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "app" / "migration_schema.json").read_text())
@@ -348,6 +348,41 @@ def _processes_in(folder: Path) -> list[int]:
             except OSError:
                 continue  # gone meanwhile, or not ours to read
     return found
+
+
+def _answers(port: int) -> bool:
+    try:
+        with redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1) as client:
+            return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def test_a_server_spawned_but_never_recorded_is_stopped_too(tmp_path: Path) -> None:
+    """A signal inside Popen leaves a running server its EmbeddedServer never heard of: the Fleet finds it
+    by parent and working folder, and stops it by pid."""
+    binaries, _ = default_binaries({})
+    with Fleet(binaries) as fleet:
+        folder, port = fleet.folder("stray"), free_port()
+        stray = subprocess.Popen([str(binaries["valkey"].path), "--port", str(port), "--bind", "127.0.0.1",
+                                  "--save", "", "--dir", str(folder)], cwd=folder, env={**os.environ,
+                                  **binaries["valkey"].env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ghost = EmbeddedServer(binaries["valkey"], "ghost")
+        ghost.workdir = Path(fleet.folder("ghost"))  # what start() has made before Popen returns
+        fleet.servers.append(ghost)
+        deadline = time.monotonic() + 15
+        while not _answers(port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _answers(port), "the stray server should be serving"
+    try:
+        deadline = time.monotonic() + 15
+        while stray.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stray.poll() is not None and not folder.exists()
+    finally:
+        if stray.poll() is None:  # the test's own process, stopped by its pid
+            stray.kill()
+            stray.wait()
 
 
 def test_sigterm_stops_every_server_and_removes_every_folder(tmp_path: Path) -> None:

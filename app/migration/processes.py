@@ -8,9 +8,12 @@ start fails), so the exact line with which a server refused a file can still be 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import tempfile
+import time
 from pathlib import Path
 
 from app.migration import settings
@@ -18,6 +21,8 @@ from app.provision import ServerBinary
 from app.servers import EmbeddedServer, ServerStartError
 
 # A server log line: "pid:role dd Mon yyyy hh:mm:ss.mmm <level> message"; '#' is the warning level.
+# How long a stray server gets to stop on TERM before KILL.
+STRAY_STOP_S = 10.0
 LOG_LINE = re.compile(r"^\d+:[A-Z] \d+ \w+ \d+ [\d:.]+ ([.\-*#]) (.*)$")
 
 
@@ -84,16 +89,51 @@ class Fleet:
 
     def stop_all(self) -> None:
         while self.servers:
-            self.servers.pop().stop()
+            server = self.servers.pop()
+            if server.process is None and server.workdir is not None:
+                # Interrupted inside Popen: the process may exist without the server knowing it.
+                self._stop_strays([server.workdir, *self.folders])
+            server.stop()
         while self.folders:
             shutil.rmtree(self.folders.pop(), ignore_errors=True)
         self._log_dir = None
+
+    @staticmethod
+    def _stop_strays(folders: list[Path]) -> None:
+        """Our own child processes working in our folders: stopped by pid (TERM, then KILL)."""
+        for pid in _children_in(folders):
+            try:
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + STRAY_STOP_S
+                while os.waitpid(pid, os.WNOHANG) == (0, 0) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if os.waitpid(pid, os.WNOHANG) == (0, 0):
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                continue  # already gone
 
     def __enter__(self) -> "Fleet":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
+
+
+def _children_in(folders: list[Path]) -> list[int]:
+    """Pids of this process's children whose working folder is inside one of `folders`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cwd = Path(os.readlink(entry / "cwd"))
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not readable
+        if parent == os.getpid() and any(cwd.is_relative_to(folder) for folder in folders):
+            found.append(int(entry.name))
+    return found
 
 
 def warning_lines(log_text: str) -> list[str]:
