@@ -28,7 +28,7 @@ import redis
 
 from app.config import ScenarioOptions
 from app.scenarios.support import (Reply, ScenarioContext, canonical, glob_escape, is_skipped, plain,
-                                   run_scenario, scan_keys, skipped)
+                                   run_scenario, skipped)
 
 NAME = "scan_and_iter"
 
@@ -441,7 +441,7 @@ def shrink(ctx: ScenarioContext) -> None:
 
 def drop(ctx: ScenarioContext, name_prefix: str) -> None:
     """Delete one group of this scenario's keys, so later steps see a known keyspace."""
-    keys = scan_keys(ctx.raw, glob_escape(ctx.key(name_prefix)) + "*")
+    keys = ctx.own_keys(name_prefix)
     for start in range(0, len(keys), WRITE_BATCH):
         ctx.raw.execute_command("DEL", *keys[start:start + WRITE_BATCH])
 

@@ -169,11 +169,13 @@ class ScenarioContext:
         self.written.add(full)
         return full
 
-    def own_keys(self) -> list[bytes]:
-        """This scenario's keys that exist: by SCAN on the tool's own server, by name elsewhere."""
+    def own_keys(self, name_prefix: str = "") -> list[bytes]:
+        """This scenario's keys that exist (those starting with key(name_prefix)): by SCAN on the tool's
+        own server, by name elsewhere."""
+        start = self.prefix + name_prefix
         if self.options.server_is_owned:
-            return scan_keys(self.raw, glob_escape(self.prefix) + "*")
-        names = sorted(self.written)
+            return scan_keys(self.raw, glob_escape(start) + "*")
+        names = sorted(n for n in self.written if n.startswith(start))
         found: list[bytes] = []
         for start in range(0, len(names), 500):
             batch = names[start:start + 500]
