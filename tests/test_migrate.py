@@ -337,6 +337,21 @@ def test_a_valkey_snapshot_cannot_be_loaded_by_the_redis_source(tmp_path: Path,
     assert document["migration"]["dataset"][FORWARD]["error"] == REFUSALS["rdb"]
 
 
+def test_the_users_binary_is_the_server_started(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    valkey = default_binaries({})[0]["valkey"]  # static: runs as a user's binary needs nothing else
+    code = cli.main(["--valkey-server", str(valkey.path), "--keys", "300", "--routes", "logical",
+                     "--directions", "rollback", "--out", str(tmp_path)])
+    capsys.readouterr()
+    document = json.loads((tmp_path / "report.json").read_text())
+    validate(document)
+    assert code == 0
+    assert document["targets"]["valkey"]["source"] == "binary"
+    assert document["targets"]["valkey"]["binary"] == f"user binary {valkey.path}"
+    assert document["targets"]["redis"]["source"] == "embedded"
+    assert [(c["direction"], c["route"], c["status"]) for c in document["migration"]["matrix"]] == [
+        (ROLLBACK, "logical", "works")]
+
+
 def _processes_in(folder: Path) -> list[int]:
     """Processes whose working folder is under `folder` (servers rewrite their command line, not cwd)."""
     found = []
