@@ -14,15 +14,21 @@ from importlib import import_module
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "versions": ("app.versions", "list the server versions that can be fetched and which are cached"),
     "migrate": ("app.migration.cli", "rehearse moving data Redis -> Valkey and back, by every route"),
+    "explore": ("app.explore.cli", "random command sequences from COMMAND DOCS on Redis, its control and Valkey"),
     "replay": ("app.replay.cli", "replay captured commands (MONITOR, command file, AOF) on Redis and Valkey"),
     "impact": ("app.impact.cli", "rank the known differences by what a running application calls (read-only)"),
     "mirror": ("app.mirror.cli", "a proxy: serve the application from Redis, compare every reply with Valkey"),
 }
 
 
+CLUSTER_FLAG = "--cluster"
+CLUSTER_URL_FLAGS = ("--redis-cluster", "--valkey-cluster")
+
+
 def usage() -> str:
     lines = ["usage: ./rvc [options]            compare the servers (./rvc --help lists the options)",
-             "       ./rvc test [pytest args]   run the test suite"]
+             "       ./rvc test [pytest args]   run the test suite",
+             "       ./rvc --cluster [options]  compare Redis Cluster and Valkey Cluster (python -m app.cluster_run --help)"]
     lines += [f"       ./rvc {name:<22} {about}" for name, (_, about) in SUBCOMMANDS.items()]
     return "\n".join(lines)
 
@@ -35,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] in SUBCOMMANDS:
         module, _ = SUBCOMMANDS[args[0]]
         return int(import_module(module).main(args[1:]) or 0)
+    if any(a == CLUSTER_FLAG or a.startswith(CLUSTER_URL_FLAGS) for a in args):
+        # Cluster mode: clusters instead of servers, the cluster scenarios, the same reports.
+        return int(import_module("app.cluster_run").main([a for a in args if a != CLUSTER_FLAG]) or 0)
     return int(import_module("app.test_runner").main(args) or 0)
 
 

@@ -13,7 +13,6 @@ one after the other, and stopped in a finally that SIGINT and SIGTERM also reach
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -36,9 +35,10 @@ from app.scenarios import CLUSTER_SCENARIO_NAMES
 from app.scenarios.cluster_support import ClusterOptions
 from app.scenarios.support import CONFIG_JOURNAL, FAIL, result
 from app.servers import ServerStartError
-from app.targets import TargetError
+from app.targets import BadURL, TargetError
 # The runner's own pieces: one interruption type, one command-line error style.
-from app.test_runner import Interrupted, UsageError, _Parser, fail
+from app.signals import GUARD, Interrupted
+from app.test_runner import UsageError, _Parser, fail
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SETUP, EXIT_TARGET, EXIT_OUTPUT = 0, 1, 2, 3, 4, 5
 EXIT_INTERRUPTED = 130
@@ -118,7 +118,8 @@ def cluster_document(targets: Sequence[ClusterTarget], names: Sequence[str], *, 
     except Interrupted as exc:
         document["interrupted"] = str(exc)  # the scenario in progress has put back its slots and CONFIG
     finally:
-        problems = CONFIG_JOURNAL.restore()
+        with GUARD.deferred():
+            problems = CONFIG_JOURNAL.restore()
         document["warnings"].extend(f"CONFIG restore: {p}" for p in problems)
         conclude(document)
         finish(document, started)
@@ -175,10 +176,6 @@ def make_cluster_target(name: str, args: argparse.Namespace) -> ClusterTarget:
     return binary_cluster_target(name, path, **fields) if path else embedded_cluster_target(name, **fields)
 
 
-def _raise_interrupted(signum: int, _frame: object) -> None:
-    raise Interrupted(signal.Signals(signum).name)
-
-
 def print_progress(name: str, role: str) -> None:
     """One line per scenario start on stderr (a log, not a live line: this mode runs for minutes)."""
     print(f"cluster: {name} on {role}", file=sys.stderr, flush=True)
@@ -189,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse_args(argv)
     except UsageError as exc:
         return fail(str(exc), EXIT_USAGE)
-    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    GUARD.install()  # SIGINT, SIGTERM, SIGHUP, SIGQUIT: clusters stopped, slots and CONFIG put back
     targets: list[ClusterTarget] = []
     document: dict[str, Any] | None = None
     code = EXIT_OK
@@ -209,15 +206,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "partial results kept", EXIT_INTERRUPTED)
     except (ProvisionError, ServerStartError) as exc:
         code = fail(str(exc), EXIT_SETUP)
+    except BadURL as exc:
+        code = fail(str(exc), EXIT_USAGE)
     except (TargetError, redis.RedisError, OSError) as exc:
         code = fail(str(exc), EXIT_TARGET)
     except Interrupted as exc:
         code = fail(f"interrupted by {exc}; clusters stopped", EXIT_INTERRUPTED)
     finally:
-        for target in targets:
-            target.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        with GUARD.deferred():  # a second signal must not leave a node running
+            for target in targets:
+                target.stop()
+        GUARD.restore()
     if document is None:
         return code
     try:

@@ -17,7 +17,7 @@ import pytest
 from app import catalogue, config
 from app.catalogue import (CatalogueError, applies_to, documentation_summary, label_differences,
                            load_catalogue, unmatched_entries, validate)
-from app.scenarios import SCENARIO_NAMES
+from app.scenarios import CLUSTER_SCENARIO_NAMES, SCENARIO_NAMES
 from app.targets import Target
 from app.test_runner import run_comparison
 
@@ -59,7 +59,8 @@ def test_every_entry_says_where_it_is_documented() -> None:
 def test_match_rules_name_real_scenarios_and_kinds() -> None:
     for entry in ENTRIES:
         for rule in entry["match"]:
-            assert rule["scenario"] == "*" or rule["scenario"] in SCENARIO_NAMES, (entry["id"], rule)
+            assert rule["scenario"] == "*" or rule["scenario"] in (*SCENARIO_NAMES, *CLUSTER_SCENARIO_NAMES), \
+                (entry["id"], rule)
             assert rule.get("kind") in (None, *catalogue.KNOWN_KINDS), (entry["id"], rule)
 
 

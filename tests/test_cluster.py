@@ -425,3 +425,12 @@ def test_sigterm_during_resharding_gives_a_user_cluster_back_as_found(tmp_path: 
     assert after == before, details  # slots with their owners, roles, every CONFIG value
     assert details["redis"].startswith("error: interrupted by SIGTERM") and "could not" not in details["redis"]
     assert leftovers == []
+
+
+def test_rvc_cluster_goes_to_cluster_mode() -> None:
+    """`./rvc --cluster` (and a --redis-cluster URL alone) is cluster mode: its own scenarios and options."""
+    from app import cli
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "--cluster", "--scenarios", "basic_crud"],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "unknown scenario basic_crud" in proc.stderr and "cluster_topology" in proc.stderr
+    assert cli.CLUSTER_FLAG in cli.usage()

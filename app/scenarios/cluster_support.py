@@ -29,6 +29,7 @@ from redis.crc import key_slot
 from app.config import ScenarioOptions
 from app.scenarios.support import (CONFIG_JOURNAL, Reply, ScenarioContext, StepSkipped, _describe, _verdict,
                                    error_text, glob_escape, plain, result, scan_keys)
+from app.signals import GUARD
 
 SLOT_COUNT = 16384
 # Connection settings a derived connection must not copy from the cluster client's node pools.
@@ -659,15 +660,17 @@ def run_cluster_scenario(name: str, client: RedisCluster, options: ScenarioOptio
         interrupted = exc
         crash = f"interrupted by {exc}: partial result"
     finally:
-        # Also on an interruption (the runner's signal handler raises through here): put back first.
-        problems = ctx.slot_journal.restore()
-        for conn in list(ctx._nodes.values()):
-            problems.extend(CONFIG_JOURNAL.restore(conn))
-        try:
-            ctx.cleanup()
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
-            problems.append(f"cleanup failed: {_describe(exc)}")
-        ctx.close()
+        # Also on an interruption (the runner's signal handler raises through here): put back first,
+        # with further signals deferred so a second Ctrl-C cannot break the give-back half-way.
+        with GUARD.deferred():
+            problems = ctx.slot_journal.restore()
+            for conn in list(ctx._nodes.values()):
+                problems.extend(CONFIG_JOURNAL.restore(conn))
+            try:
+                ctx.cleanup()
+            except Exception as exc:  # noqa: BLE001 - reported, not raised
+                problems.append(f"cleanup failed: {_describe(exc)}")
+            ctx.close()
     outcome = result(name, *_verdict(ctx, crash, problems), ctx.metrics)
     if interrupted is not None:
         interrupted.partial = outcome  # type: ignore[attr-defined]  # the runner keeps it in the report
