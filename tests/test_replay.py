@@ -212,12 +212,14 @@ def test_subscribers_receive_what_publishers_send(targets: list[Target], tmp_pat
         ("10.0.0.1:1", ["PING"]),
         ("10.0.0.1:1", ["UNSUBSCRIBE"]),
         ("10.0.0.1:1", ["SET", "back", "normal"]),
+        ("10.0.0.1:1", ["SUBSCRIBE", "solo"]), ("10.0.0.2:2", ["PUBLISH", "solo", "one"]),
+        ("10.0.0.1:1", ["UNSUBSCRIBE", "solo"]), ("10.0.0.1:1", ["GET", "back"]),
     ])
     document = replay([capture], targets)
     assert document["differences"] == [] and document["completed"]
     stats = document["replay"]["commands"]
-    assert stats["PUBLISH"]["identical"] == 2 and stats["SUBSCRIBE"]["identical"] == 1
-    assert stats["(pushed)"]["identical"] >= 1 and stats["SET"]["identical"] == 1
+    assert stats["PUBLISH"]["identical"] == 3 and stats["SUBSCRIBE"]["identical"] == 2
+    assert stats["(pushed)"]["identical"] >= 2 and stats["SET"]["identical"] == 1 and stats["GET"]["identical"] == 1
     assert document["replay"]["counts"]["pushed_compared"] >= 1
 
 
@@ -324,6 +326,7 @@ def test_keys_come_from_the_servers_command_table(key_table: KeyTable) -> None:
     assert keys((b"OBJECT", b"ENCODING", b"k")) == (b"k",)
     assert keys((b"HSETEX", b"h", b"FIELDS", b"1", b"f", b"v")) == (b"h",)  # known from Valkey's table
     assert keys((b"PING",)) == () and keys((b"CLIENT", b"SETNAME", b"x")) == ()
-    for barrier in ((b"FLUSHDB",), (b"EVAL", b"return 1", b"1", b"k"), (b"SORT", b"k", b"STORE", b"d"),
+    assert keys((b"EVAL", b"return 1", b"2", b"k1", b"k2", b"arg")) == (b"k1", b"k2")  # declared keys
+    for barrier in ((b"FLUSHDB",), (b"EVAL", b"return 1", b"0"), (b"SORT", b"k", b"STORE", b"d"),
                     (b"KEYS", b"*"), (b"NOSUCHCOMMAND",), (b"PUBLISH", b"ch", b"m")):
         assert keys(barrier) is BARRIER, barrier

@@ -30,12 +30,14 @@ from app.replay.wire import NOT_YET, Connection, PushNotification, ReplyError
 from app.stream_compare import Call, CommandStats, StreamComparator, command_name
 from app.targets import Target
 
-WINDOW_CALLS = 2048          # at most this many calls in flight per window
+WINDOW_CALLS = 4096          # at most this many calls queued or unjudged per window
 WINDOW_BYTES = 4 * 1024 * 1024  # or this many bytes of commands: memory stays bounded
 MAX_OPEN_SESSIONS = 512      # idle sessions beyond this are closed (reopened if the client comes back)
 NAME_CACHE = 4096            # distinct command names remembered
 PUSHED = b"(pushed)"         # the pseudo-command under which messages a session received are compared
-EXEC, DISCARD, MULTI, SELECT, HELLO, RESET = b"EXEC", b"DISCARD", b"MULTI", b"SELECT", b"HELLO", b"RESET"
+EXEC, DISCARD, MULTI, SELECT, HELLO, RESET, CLIENT = (b"EXEC", b"DISCARD", b"MULTI", b"SELECT", b"HELLO", b"RESET",
+                                                       b"CLIENT")
+STATEFUL = frozenset({EXEC, DISCARD, MULTI, SELECT, HELLO, RESET, CLIENT, *SUBSCRIBING})  # change the connection
 
 
 def unsubscribed(replies: list[Any]) -> dict[str, Any]:
@@ -60,8 +62,8 @@ class Executor:
         self.sessions: OrderedDict[str, Session] = OrderedDict()
         self.window: list[Pending] = []
         self.window_bytes = 0
-        self.touched: dict[tuple[int, bytes], Session] = {}
-        self.global_owner: Session | None = None
+        self.touched: dict[tuple[int, bytes], tuple[Session, Pending]] = {}  # key -> the last call touching it
+        self.global_owner: tuple[Session, Pending] | None = None  # the window's last barrier
         self.in_window: dict[int, Session] = {}   # id(session) -> session, sessions with calls in the window
         self.outstanding: list[Pending] = []      # blocking calls from earlier windows, not answered yet
         self.helpers: list[Connection] | None = None
@@ -69,7 +71,7 @@ class Executor:
         self._sub_names: dict[tuple[bytes, bytes], str] = {}
         # what the report tells besides the comparator's per-command counts
         self.counts = {"replayed": 0, "skipped": 0, "bounded": 0, "from_script": 0, "windows": 0,
-                       "barriers": 0, "sessions": 0, "closed_idle": 0, "pushed_compared": 0}
+                       "barriers": 0, "syncs": 0, "sessions": 0, "closed_idle": 0, "pushed_compared": 0}
         self.skips: dict[tuple[str, str], dict[str, Any]] = {}
         self.bounded_examples: list[dict[str, Any]] = []
 
@@ -109,8 +111,10 @@ class Executor:
         pending = Pending(args, record.line, session, self._command(args), len(self.targets),
                           note=decision.note, wanted=wanted, blocking=decision.blocking)
         self._enqueue(session, pending)
+        self._mark(session, keys, pending)
         self.counts["replayed"] += 1
-        self._after(session, name, args)
+        if name in STATEFUL:
+            self._after(session, name, args)
         if decision.blocking:
             if decision.note:
                 self.counts["bounded"] += 1
@@ -137,6 +141,8 @@ class Executor:
             session.reset()
         elif name in SUBSCRIBING:
             session.note_subscription(args)
+        elif name == CLIENT and len(args) > 2 and args[1].upper() == b"TRACKING":
+            session.tracking = args[2].upper() == b"ON"  # invalidations may now come unasked
 
     def _command(self, args: tuple[bytes, ...]) -> str:
         """command_name(args), remembered per name (and subcommand): it is asked for every call."""
@@ -172,24 +178,40 @@ class Executor:
     # --- windows ------------------------------------------------------------------------------------
 
     def _claim(self, session: Session, keys: tuple[bytes, ...] | None) -> None:
-        """Close the window first when this call's order against another session's matters."""
+        """Before a call is queued: every earlier call of another session that it must follow (same key,
+        or a barrier) has been executed by every server; a barrier waits for all of them."""
         if keys is BARRIER:
-            if len(self.in_window) > 1 or (self.in_window and id(session) not in self.in_window):
+            if any(other.queues[0] for other in self.in_window.values() if other is not session):
                 self.flush()
-            self.global_owner = session
             self.counts["barriers"] += 1
         else:
-            if self.global_owner is not None and self.global_owner is not session:
-                self.flush()
+            owner = self.global_owner
+            if owner is not None and owner[0] is not session and owner[1].left:
+                self._sync(owner[0])
             db, touched = session.db, self.touched
             for key in keys:
-                owner = touched.get((db, key))
-                if owner is not None and owner is not session:
-                    self.flush()
-                    break
-            for key in keys:
-                self.touched[(db, key)] = session
+                entry = touched.get((db, key))
+                if entry is not None and entry[0] is not session and entry[1].left and not entry[1].blocking:
+                    self._sync(entry[0])
         self.in_window[id(session)] = session
+
+    def _mark(self, session: Session, keys: tuple[bytes, ...] | None, pending: Pending) -> None:
+        """Remember which call touched what last: later calls of other sessions follow it."""
+        if keys is BARRIER:
+            self.global_owner = (session, pending)
+            return
+        db, touched = session.db, self.touched
+        for key in keys:
+            touched[(db, key)] = (session, pending)
+
+    def _sync(self, session: Session) -> None:
+        """Send one session's queued commands to every server and read their replies: from then on they
+        have been executed, and another session's call that follows them may be queued."""
+        for conn in session.connections:
+            conn.flush()
+        for index in range(len(self.targets)):
+            self._read(session, index, wait_blocked=False)
+        self.counts["syncs"] += 1
 
     def _enqueue(self, session: Session, pending: Pending) -> None:
         packed = hiredis.pack_command(pending.args)
@@ -239,6 +261,14 @@ class Executor:
         queue = session.queues[index]
         if not queue:
             return
+        last = queue[-1]  # an (un)subscribe or a blocking call is always the last of its queue
+        if not (session.subscribed or session.tracking or last.blocking or last.wanted != 1):
+            # the common case: one reply per call and nothing pushed unasked, read in one go
+            for pending, reply in zip(queue, session.connections[index].read_many(len(queue))):
+                pending.replies[index] = reply
+                pending.left -= 1
+            queue.clear()
+            return
         conn = session.connections[index]
         deliveries = session.deliveries[index]
         resp2_subscribed = session.subscribed and not session.resp3
@@ -262,6 +292,8 @@ class Executor:
                     continue
             queue.popleft()
             head.left -= 1
+            if head.args[0].upper() in SUBSCRIBING:
+                session.settled()
 
     def _wait(self, session: Session) -> None:
         """Read a blocked session's replies, waiting (each server ends a bounded wait by itself)."""
@@ -299,7 +331,7 @@ class Executor:
         if pending.wanted > 1 and len(pending.args) == 1:  # an UNSUBSCRIBE of everything held
             replies = [unsubscribed(r) for r in replies]
         base = replies[0]
-        if type(base) is not ReplyError and all(other == base for other in replies[1:]):
+        if type(base) is not ReplyError and replies.count(base) == len(replies):
             # identical on every server, as sent: the comparator's verdict without its work
             stats = self.comparator.stats.get(pending.command)
             if stats is None:
@@ -316,6 +348,7 @@ class Executor:
         self._claim(session, BARRIER)
         ping = Pending((b"PING",), None, session, "PING", len(self.targets), compare=False)
         self._enqueue(session, ping)
+        self._mark(session, BARRIER, ping)
         self.flush()
         if any(session.deliveries):
             pushed = Pending((PUSHED, session.name.encode("latin-1", "replace")), None, session, "(pushed)",

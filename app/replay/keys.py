@@ -1,8 +1,10 @@
 """Which keys a command touches, from the servers' own COMMAND table (first/last/step and key specs).
 
 The replay pipelines commands of different sessions together only when no key is touched by two of
-them; a command whose keys cannot be known (no key specs, an 'unknown' or 'incomplete' spec, a script,
-a keyless command that reads or writes the whole keyspace) is a barrier: it runs alone in its window.
+them; a command whose keys cannot be known (no key specs, an 'unknown' or 'incomplete' spec, a keyless
+command that reads or writes the whole keyspace, a script that declares no key) is a barrier: it waits
+for every earlier call and every later call waits for it. A script that declares its keys is ordered by
+them: the scripting contract says a script touches only the keys it is given.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ CONNECTION_LOCAL_SUBCOMMANDS: frozenset[tuple[bytes, bytes]] = frozenset({
     (b"CLIENT", sub) for sub in (b"SETNAME", b"GETNAME", b"ID", b"INFO", b"SETINFO", b"TRACKINGINFO",
                                  b"GETREDIR", b"NO-EVICT", b"NO-TOUCH", b"CACHING", b"TRACKING")
 })
-# Scripts may touch keys they do not declare: always a barrier.
-SCRIPTS: frozenset[bytes] = frozenset({b"EVAL", b"EVALSHA", b"EVAL_RO", b"EVALSHA_RO", b"FCALL", b"FCALL_RO"})
 BARRIER = None  # what keys_of() returns for a command that must run alone
 
 
@@ -82,8 +82,6 @@ class KeyTable:
     def keys_of(self, args: tuple[bytes, ...]) -> tuple[bytes, ...] | None:
         """The keys of a command, () for a connection-local one, or None (BARRIER) when unknown or global."""
         name = args[0].upper()
-        if name in SCRIPTS:
-            return BARRIER
         rule = self.rules.get(name)
         if rule is not None and rule.first == 0 and rule.specs is None and len(args) > 1:
             # a container (CLIENT, OBJECT...): its subcommand has the rule

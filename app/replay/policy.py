@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.captures import carries_credentials
+from app.captures.credentials import ALWAYS_CREDENTIALS, SECRET_FINDERS
 
 CREDENTIALS = "carries credentials: never replayed"
 
@@ -146,11 +147,19 @@ def _without_hello_auth(args: tuple[bytes, ...]) -> tuple[bytes, ...]:
     return tuple(kept)
 
 
+# Every command name some rule above looks at; any other command is replayed as captured.
+RULED: frozenset[bytes] = frozenset({*NEVER_REPLAYED, *(c for c, _ in NEVER_REPLAYED_SUBCOMMANDS), *OWNED_ONLY,
+                                     *(c for c, _ in OWNED_ONLY_SUBCOMMANDS), *BLOCKING,
+                                     *SECRET_FINDERS, *ALWAYS_CREDENTIALS, b"CONFIG", b"HELLO"})
+
+
 def decide(args: tuple[bytes, ...], *, owned: bool, in_multi: bool, bound_s: float) -> Decision:
     """Whether and how to replay one captured command (owned: every target was started by the tool)."""
     if not args:
         return Decision(None, "empty command")
     name = args[0].upper()
+    if name not in RULED:
+        return Decision(args)
     if name == b"HELLO" and carries_credentials(args):
         return Decision(_without_hello_auth(args), note="replayed without its AUTH clause")
     if carries_credentials(args):

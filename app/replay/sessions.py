@@ -54,15 +54,13 @@ class Session:
                                                                           "shard": set()})
     deliveries: list[list[Any]] = field(default_factory=list)  # per target: messages received unasked
     blocked: bool = False  # a blocking call was sent and may not have answered yet
-
-    @property
-    def subscribed(self) -> bool:
-        return any(self.subscriptions.values())
+    subscribed: bool = False  # holds a subscription (kept with the sets: it is asked for every call)
+    tracking: bool = False  # CLIENT TRACKING ON: invalidation messages may come unasked
 
     @property
     def idle(self) -> bool:
         """Nothing outstanding and no state a reconnect could not restore: it may be closed."""
-        return not (self.in_multi or self.subscribed or self.blocked or any(self.queues))
+        return not (self.in_multi or self.subscribed or self.tracking or self.blocked or any(self.queues))
 
     def replies_expected(self, args: tuple[bytes, ...]) -> int:
         """How many replies a (un)subscribe call gets: one per channel named, or per one held."""
@@ -80,6 +78,12 @@ class Session:
             held.difference_update(args[1:])
         else:
             held.clear()
+        # an unsubscribe ends subscribe mode only once its confirmations are read (see settled())
+        self.subscribed = self.subscribed or adding
+
+    def settled(self) -> None:
+        """An (un)subscribe call has been answered: subscribe mode is what the sets now hold."""
+        self.subscribed = any(self.subscriptions.values())
 
     def is_delivery(self, reply: Any, push_type: type) -> bool:
         """A message the server sent unasked (a publish, an invalidation), not a reply to a call."""
@@ -91,6 +95,7 @@ class Session:
 
     def reset(self) -> None:
         """After RESET: the connection is as new (db 0, RESP2, no transaction or subscription)."""
-        self.db, self.resp3, self.in_multi, self.multi_keys = 0, False, False, []
+        self.db, self.resp3, self.in_multi, self.multi_keys, self.tracking = 0, False, False, [], False
         for held in self.subscriptions.values():
             held.clear()
+        self.subscribed = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from itertools import islice
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -108,6 +109,24 @@ class Connection:
             reader.feed(data)
             reply = reader.gets()
         return reply
+
+    def read_many(self, count: int) -> list[Any]:
+        """The next `count` replies (pushes included: callers use this only where none can come)."""
+        reader, replies = self.reader, []
+        # iter(gets, NOT_YET) drains what is buffered, in C; once it has met NOT_YET it stays exhausted
+        replies.extend(islice(iter(reader.gets, NOT_YET), count))
+        while len(replies) < count:
+            try:
+                data = self.sock.recv(RECV_BYTES)
+            except socket.timeout:
+                raise WireError(f"{self.target.name}: no reply within {self.timeout_s:g} s") from None
+            except OSError as exc:
+                raise WireError(f"{self.target.name}: the connection failed: {exc}") from exc
+            if not data:
+                raise WireError(f"{self.target.name}: the server closed the connection")
+            reader.feed(data)
+            replies.extend(islice(iter(reader.gets, NOT_YET), count - len(replies)))
+        return replies
 
     def poll(self) -> Any:
         """A reply or push already received, or NOT_YET; never waits."""
