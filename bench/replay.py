@@ -25,10 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from app.provision import embedded_benchmark
+from app.provision import embedded_benchmark, embedded_binary
 from app.replay.run import replay_files
 from app.servers import EmbeddedServer
-from app.provision import embedded_binary
 from app.targets import embedded_trio
 from bench.gen_monitor import write_capture
 from bench.migrate import machine

@@ -330,3 +330,28 @@ def test_keys_come_from_the_servers_command_table(key_table: KeyTable) -> None:
     for barrier in ((b"FLUSHDB",), (b"EVAL", b"return 1", b"0"), (b"SORT", b"k", b"STORE", b"d"),
                     (b"KEYS", b"*"), (b"NOSUCHCOMMAND",), (b"PUBLISH", b"ch", b"m")):
         assert keys(barrier) is BARRIER, barrier
+
+
+def test_a_multipart_aof_replays_on_top_of_its_rdb_base(tmp_path: Path) -> None:
+    """A real appendonlydir (RDB base + incr file): every server starts from the base, then the incr replays."""
+    from argparse import Namespace
+
+    from app.replay.servers import replay_servers
+    from tests.test_captures import _write_aof
+
+    directory = _write_aof(config.BASELINE, True, tmp_path / "appendonlydir")
+    rdb, carriers, opened = cli.starting_data(Namespace(files=[str(directory)], rdb=None, redis=None, valkey=None))
+    servers = replay_servers(rdb=rdb)
+    try:
+        document = replay_files([directory], servers.targets, preloaded=carriers)
+        for target in servers.targets:
+            with redis.Redis(port=trio_port(target)) as conn:
+                assert conn.get("base:str") == b"one", target.name  # from the base RDB
+                conn.execute_command("SELECT", 2)
+                assert conn.get("incr:n") == b"1" and conn.get("incr:lua") == b"from-lua", target.name
+    finally:
+        servers.stop()
+        for capture in opened:
+            capture.close()
+    assert document["differences"] == [] and document["replay"]["inputs"][0]["starting_data"] == {"loaded": True}
+    assert document["replay"]["commands"]["EXEC"]["identical"] == 1

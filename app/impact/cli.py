@@ -18,12 +18,11 @@ from app import config
 from app.document import new_run_id
 from app.impact.run import ImpactError, run_impact
 from app.provision import ProvisionError
-from app.render.reports import write_reports
-from app.render.table import render_table
+from app.replay.cli import destination, publish
 from app.servers import ServerStartError
 from app.targets import TargetError, password_variable
-from app.test_runner import (EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT, EXIT_SETUP, EXIT_TARGET, EXIT_USAGE,
-                             Interrupted, UsageError, fail, first_unwritable, tls_options)
+from app.test_runner import (EXIT_INTERRUPTED, EXIT_OUTPUT, EXIT_SETUP, EXIT_TARGET, EXIT_USAGE, Interrupted,
+                             UsageError, fail, first_unwritable, tls_options)
 
 MAX_SAMPLE = 100_000  # --sample is bounded: each sampled key costs the server a few cheap reads
 
@@ -75,8 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         return fail(str(exc), EXIT_USAGE)
     run_id = new_run_id()
-    out_dir = Path(args.out) if args.out else Path("reports") / run_id
-    json_path = Path(args.json) if args.json else out_dir / "report.json"
+    out_dir, json_path = destination(args, run_id)
     unwritable = first_unwritable([out_dir, json_path.parent])
     if unwritable:
         return fail(f"cannot write reports to {unwritable}: permission denied or not a folder", EXIT_OUTPUT)
@@ -95,11 +93,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    try:
-        paths = write_reports(document, out_dir, json_path)
-    except OSError as exc:
-        print(render_table(document, args.max_differences))
-        return fail(f"cannot write the reports to {out_dir}: {exc.strerror or exc}", EXIT_OUTPUT)
-    print(render_table(document, args.max_differences))
-    print(f"reports in {out_dir}: " + ", ".join(p.name for p in paths.values()))
-    return EXIT_OK
+    return publish(document, out_dir, json_path, args.max_differences)

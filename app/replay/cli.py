@@ -120,8 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         return fail(str(exc), EXIT_USAGE)
     run_id = new_run_id()
-    out_dir = Path(args.out) if args.out else Path("reports") / run_id
-    json_path = Path(args.json) if args.json else out_dir / "report.json"
+    out_dir, json_path = destination(args, run_id)
     unwritable = first_unwritable([out_dir, json_path.parent])
     if unwritable:
         return fail(f"cannot write reports to {unwritable}: permission denied or not a folder", EXIT_OUTPUT)
@@ -160,14 +159,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if document is None:
         return code
     _print_bad_lines(document)
+    return publish(document, out_dir, json_path, args.max_differences) or code
+
+
+def destination(args: argparse.Namespace, run_id: str) -> tuple[Path, Path]:
+    """The run folder and the JSON path the options name (reports/<run id>/report.json by default)."""
+    out_dir = Path(args.out) if args.out else Path("reports") / run_id
+    return out_dir, Path(args.json) if args.json else out_dir / "report.json"
+
+
+def publish(document: dict[str, Any], out_dir: Path, json_path: Path, max_differences: int) -> int:
+    """Write the reports and print the table; EXIT_OUTPUT (after the table) when they cannot be written."""
     try:
         paths = write_reports(document, out_dir, json_path)
     except OSError as exc:
-        print(render_table(document, args.max_differences))
+        print(render_table(document, max_differences))
         return fail(f"cannot write the reports to {out_dir}: {exc.strerror or exc}", EXIT_OUTPUT)
-    print(render_table(document, args.max_differences))
+    print(render_table(document, max_differences))
     print(f"reports in {out_dir}: " + ", ".join(p.name for p in paths.values()))
-    return code
+    return EXIT_OK
 
 
 def _tls(args: argparse.Namespace) -> dict[str, str]:

@@ -1,12 +1,13 @@
 """Sending a capture's commands to every server, in the capture's order, as fast as that order allows.
 
-Each captured client (session) has a connection of its own on each server. Commands are collected in
-a window and sent as one pipeline per session and server, all servers before any reply is read, so
-the servers work in parallel. A window closes (its replies are read and judged) before a command
-that would make the order matter: one that touches a key another session touched in the window, or a
-barrier (keys unknown, a script, a keyless command on the whole keyspace, pub/sub). Inside a window
-no key is shared between sessions, so sending each session's part as one pipeline gives every server
-the same result as the captured order.
+Each captured client (session) has a connection of its own on each server. Its commands are queued
+and sent as one pipeline per session and server, to all servers before any reply is read, so the
+servers work in parallel. Order between sessions matters only where they share a key: before a call
+is queued, the last earlier call of another session on any of its keys must have been executed, so
+that session alone is sent and its replies read (a sync). A barrier (keys unknown, a keyless command
+on the whole keyspace, pub/sub) waits for every session, and every later call waits for it. Queued
+calls of different sessions never share a key, so each server executes them with the captured result.
+Replies are judged in capture order when the window is full (WINDOW_CALLS) or the capture ends.
 
 A blocking call (BLPOP, XREAD BLOCK, WAIT) is sent alone, bounded (app/replay/policy.py), and proved
 to have reached each server (a PING on a helper connection answers after it); its reply is read when
