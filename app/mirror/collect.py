@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from app.mirror.lanes import NO_REPLY, Entry
-from app.stream_compare import DIFFERENT, NOISE, Call, ReplyError, StreamComparator
+from app.stream_compare import DIFFERENT, NOISE, Call, CommandStats, ReplyError, StreamComparator
 
 QUEUED = b"QUEUED"
+_PLAIN = (bytes, int)  # reply types that are the same value whatever the command (no order, no shape)
 IN_TRANSACTION = "in MULTI/EXEC"
 NOT_DELIVERED = ReplyError("(no message: this subscriber received nothing in its place)")
 PARTIAL_TRANSACTION = "in a transaction with a primary-only command: EXEC's replies do not align"
@@ -59,7 +60,7 @@ class Collector:
         if tx is not None and tx.deferred:  # DISCARD or RESET: the queued commands never ran
             for queued in tx.deferred:
                 self.comparator.skip(queued.call, f"discarded by {entry.command}")
-        self._judge(call, replies)
+        self._judge(call, replies, entry.command)
 
     def _exec(self, entry: Entry, replies: dict[str, Any], tx: Any) -> None:
         queued = tx.deferred
@@ -77,9 +78,19 @@ class Collector:
             self._judge(item.call, {name: value[index] for name, value in replies.items()})
         self._judge(entry.call, {name: len(value) for name, value in replies.items()})
 
-    def _judge(self, call: Call, replies: dict[str, Any]) -> None:
+    def _judge(self, call: Call, replies: dict[str, Any], command: str | None = None) -> None:
         if self.candidate not in replies or self.baseline not in replies:
             self.comparator.skip(call, f"no reply from the {self.candidate if self.candidate not in replies else self.baseline}")
+            return
+        base = replies[self.baseline]
+        if command is not None and type(base) in _PLAIN and all(v == base and type(v) is type(base)
+                                                                 for v in replies.values()):
+            # The same simple reply everywhere (most of any stream): identical, as the comparator would judge it.
+            stats = self.comparator.stats.get(command)
+            if stats is None:
+                stats = self.comparator.stats[command] = CommandStats()
+            stats.calls += 1
+            stats.identical += 1
             return
         outcome = self.comparator.add(call, replies).get(self.candidate)
         if outcome == DIFFERENT:
@@ -87,13 +98,13 @@ class Collector:
         elif outcome == NOISE:
             self.noise += 1
 
-    def message(self, session: str, frames: dict[str, Any]) -> None:
+    def message(self, session: str, frames: dict[str, Any], note: str = "") -> None:
         """One push message, as each server delivered it to the same subscriber."""
         base = frames.get(self.baseline)
         first = base if base is not None else next(v for v in frames.values() if v is not None)
         kind = first[0] if isinstance(first, list) and first and isinstance(first[0], bytes) else b"push"
         channel = first[1:2] if isinstance(first, list) and first[1:2] and isinstance(first[1], bytes) else []
-        call = Call((kind.upper(), *channel), session=session, note=MESSAGE_NOTE)
+        call = Call((kind.upper(), *channel), session=session, note="; ".join(filter(None, (MESSAGE_NOTE, note))))
         self.messages += 1
         self._judge(call, {name: NOT_DELIVERED if value is None else value for name, value in frames.items()})
 

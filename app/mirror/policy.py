@@ -71,6 +71,7 @@ class Limits:
     lost_after_s: float = 60.0         # a server that answers nothing the primary answered this long ago
     connect_timeout_s: float = 5.0
     drain_s: float = 3.0               # at exit: how long to wait for the candidate's last replies
+    message_grace_s: float = 2.0       # a closed subscriber's connections wait this long for owed messages
 
 
 # Commands that can carry a password (the rest are never checked, on the hot path).

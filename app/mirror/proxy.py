@@ -17,7 +17,7 @@ from app.mirror.collect import OUT_OF_SYNC_NOTE, Collector
 from app.mirror.framing import ReplyFramer, encode
 from app.mirror.policy import Limits
 from app.mirror.session import Session
-from app.mirror.shadow import Backend, Endpoint
+from app.mirror.shadow import Backend, Endpoint, spawn
 
 PRIMARY_REFUSED = b"-ERR mirror: the primary refused the mirror's own login or SELECT\r\n"
 PRIMARY_UNREACHABLE = b"-ERR mirror: cannot reach the primary\r\n"
@@ -138,7 +138,7 @@ class ClientSide(asyncio.Protocol):
         transport.set_write_buffer_limits(high=1 << 20)  # type: ignore[attr-defined]
         self.session = self.mirror.open_session()
         self.primary = PrimarySide(self)
-        asyncio.get_running_loop().create_task(self._connect())
+        spawn(self._connect())
 
     async def _connect(self) -> None:
         endpoint = self.mirror.primary_endpoint

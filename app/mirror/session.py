@@ -7,6 +7,7 @@ the bytes, once per turn of the event loop for all the bytes that came in that t
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -188,17 +189,20 @@ class Session:
             frames = {primary.name: primary.messages.popleft()}
             for lane in live:
                 frames[lane.name] = lane.messages.popleft() if lane.messages else None
-            collector.message(self.name, frames)
+            collector.message(self.name, frames, self.mirror.sync_note)
         for lane in live:
             while len(lane.messages) > MAX_UNMATCHED_MESSAGES:  # delivered by a shadow, not by the primary
-                collector.message(self.name, {primary.name: None, lane.name: lane.messages.popleft()})
+                collector.message(self.name, {primary.name: None, lane.name: lane.messages.popleft()},
+                                  self.mirror.sync_note)
+        if self.closing and not self._messages_owed():
+            self._close_lanes()  # everything owed arrived before the grace ran out
 
     def flush_messages(self) -> None:
         """At the end: messages one server delivered and another did not."""
         lanes = [self.primary, *(lane for lane in self.shadows if lane.backend.lost_at is None or lane.messages)]
         while any(lane.messages for lane in lanes):
             frames = {lane.name: lane.messages.popleft() if lane.messages else None for lane in lanes}
-            self.mirror.collector.message(self.name, frames)
+            self.mirror.collector.message(self.name, frames, self.mirror.sync_note)
 
     def shadow_lane(self, name: str) -> ShadowLane | None:
         return self.pinned.get(name)
@@ -218,6 +222,16 @@ class Session:
         self.process()
         self.closing = True
         self.primary.fail_all(CLOSED_REASON)
+        if self._messages_owed():  # a subscriber's last messages may still be on their way from a shadow
+            asyncio.get_running_loop().call_later(self.mirror.limits.message_grace_s, self._close_lanes)
+        else:
+            self._close_lanes()
+
+    def _messages_owed(self) -> bool:
+        owed = len(self.primary.messages)
+        return any(lane.state != "closed" and len(lane.messages) < owed for lane in self.pinned.values())
+
+    def _close_lanes(self) -> None:
         for lane in self.shadows:
             lane.close_if_idle()
         if self.open_lanes <= 0:

@@ -163,7 +163,7 @@ class Backend:
         self._first_close_at = self._first_close_at or now().isoformat(timespec="milliseconds")
         if not self._probing and self.lost_at is None:
             self._probing = True
-            asyncio.get_running_loop().create_task(self._probe(detail))
+            spawn(self._probe(detail))
 
     async def _probe(self, detail: str) -> None:
         """Can a new connection still get a PONG? If not, the server was lost at its first closed connection."""
@@ -235,7 +235,7 @@ class ShadowLane(Lane, asyncio.Protocol):
             backend.lanes.discard(self)
         else:
             backend.connections += 1
-            asyncio.get_running_loop().create_task(self._connect())
+            spawn(self._connect())
 
     async def _connect(self) -> None:
         endpoint = self.backend.endpoint
@@ -396,6 +396,17 @@ class ShadowLane(Lane, asyncio.Protocol):
             self.owner.settled(entry)
         self.fail_all(reason)
         self.owner.lane_finished(self)
+
+
+_RUNNING: set[asyncio.Task[Any]] = set()  # the loop keeps only weak references to tasks
+
+
+def spawn(coroutine: Any) -> asyncio.Task[Any]:
+    """A background task that cannot be garbage-collected before it ends."""
+    task = asyncio.get_running_loop().create_task(coroutine)
+    _RUNNING.add(task)
+    task.add_done_callback(_RUNNING.discard)
+    return task
 
 
 def _int(raw: bytes) -> int | None:
