@@ -288,7 +288,16 @@ def test_a_snapshot_a_server_cannot_read_is_refused_in_one_line(tmp_path: Path) 
     with pytest.raises(StartingDataRefused) as refused:
         trio_from_snapshot(rdb, None, None).stop()
     message = str(refused.value)
-    assert message.startswith("redis refused the starting data") and "\n" not in message
+    assert message.startswith("redis ") and "the starting data" in message and "\n" not in message
+
+
+def test_redis_refuses_a_valkey_snapshot_with_its_log_line(fresh_server, tmp_path: Path) -> None:
+    valkey = fresh_server(config.CANDIDATE)
+    with redis.Redis(port=valkey.port) as conn:
+        conn.set("k", "v")
+        conn.save()
+    with pytest.raises(StartingDataRefused, match="redis refused the starting data .*Wrong signature"):
+        trio_from_snapshot(valkey.workdir / "dump.rdb", None, None).stop()
 
 
 # --- pure parts: policy and keys ------------------------------------------------------------------------------

@@ -21,8 +21,10 @@ from app.servers import EmbeddedServer, ServerStartError
 from app.targets import Target, embedded_trio, external_target
 
 STARTING_NAME = "starting-data.rdb"
-# The log lines that tell why a server would not load an RDB.
-RDB_REFUSAL = re.compile(r"rdb|format|version|short read|checksum|loading|corrupt|can't", re.IGNORECASE)
+# The log lines that tell why a server would not load an RDB: the specific reason first, then the verdict.
+RDB_REASONS = (re.compile(r"wrong signature|can't handle|short read|bad file|unexpected|crc|checksum|"
+                          r"version|corrupt|internal error|assert", re.IGNORECASE),
+               re.compile(r"rdb|loading|fatal|crash", re.IGNORECASE))
 
 
 class StartingDataRefused(RuntimeError):
@@ -45,9 +47,13 @@ class ReplayServers:
 
 
 def _refusal(name: str, rdb: Path, error: ServerStartError) -> StartingDataRefused:
-    lines = [line.strip() for line in str(error).split(" | ")]
-    line = next((text for text in reversed(lines) if RDB_REFUSAL.search(text)), lines[-1] if lines else "")
-    return StartingDataRefused(f"{name} refused the starting data {rdb}: {line}")
+    lines = [line.strip() for line in str(error).split(" | ") if line.strip()]
+    for pattern in RDB_REASONS:
+        line = next((text for text in lines if pattern.search(text)), None)
+        if line:
+            return StartingDataRefused(f"{name} refused the starting data {rdb}: {line}")
+    return StartingDataRefused(f"{name} stopped while loading the starting data {rdb} (its log ends: "
+                               f"{lines[-1] if lines else 'nothing'})")
 
 
 def _start(servers: ReplayServers, name: str, binary: ServerBinary, rdb: Path, source: str, **fields: object) -> Target:
