@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import redis
 
@@ -23,6 +24,7 @@ from app.mirror.framing import FramingError, RequestFramer, split_inline
 from app.servers import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = json.loads((ROOT / "app" / "report_schema.json").read_text())
 LUA_ERROR = "return redis.call('nosuchcommand')"  # "Unknown Redis command called from script" vs "Unknown command..."
 LUA_ERRORS = 3
 STARTUP_S = 60.0
@@ -178,6 +180,7 @@ def test_a_client_workload_gets_what_redis_alone_answers(servers, start_mirror, 
     assert through == run_both_protocols(alone.port)  # every reply equal to Redis alone's
     assert code == 0, err
     section = document["mirror"]
+    jsonschema.validate(document, SCHEMA)
     assert document["kind"] == "mirror" and section["final"] and document["completed"]
     assert not section["candidate"]["dropped"] and section["candidate"]["lost_at"] is None
     # The Lua error text (documented: Valkey dropped "Redis" from error replies) is one record, counted.

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -414,7 +413,3 @@ def _int(raw: bytes) -> int | None:
         return int(raw)
     except ValueError:
         return None
-
-
-def monotonic() -> float:
-    return time.monotonic()
