@@ -258,7 +258,8 @@ def test_the_mirror_logs_in_itself_and_never_keeps_the_applications_password(sta
 
 
 def test_a_frozen_candidate_drops_commands_never_the_applications(servers, start_mirror) -> None:
-    mirror = start_mirror(servers, "--max-pending", "50")
+    urls = {name: servers[name].url for name in ("primary", "candidate")}  # and no secondary: no noise control
+    mirror = start_mirror(servers, "--max-pending", "50", urls=urls)
     client = mirror.client()
     candidate = servers["candidate"].process
     os.kill(candidate.pid, signal.SIGSTOP)
@@ -276,6 +277,7 @@ def test_a_frozen_candidate_drops_commands_never_the_applications(servers, start
     code, _, err, document = mirror.stop()
     cand = document["mirror"]["candidate"]
     assert code == 0, err
+    assert set(document["targets"]) == {"primary", "candidate"} and set(document["mirror"]["servers"]) == {"candidate"}
     assert cand["dropped"] >= 800 - 2 * 50 - 10 and cand["out_of_sync_since"] and cand["lost_at"] is None
     skips = document["mirror"]["commands"]["SET"]["skip_reasons"]
     assert any(reason.startswith("dropped: candidate behind") for reason in skips)
