@@ -485,7 +485,17 @@ def _matrix_section(document: dict[str, Any]) -> str:
         + "".join(f'<li class="appear">+ {esc(i["id"])} {esc(i["title"])}</li>' for i in c["appear"])
         + "".join(f'<li class="disappear">− {esc(i["id"])} {esc(i["title"])}</li>' for i in c["disappear"])
         + "</ul></li>" for c in matrix.get("changes", []))
+    kinds = sorted({k for per in matrix.get("kinds_by_target", {}).values() for k in per})
+    by_target = "".join(
+        f'<tr data-target="{esc(t)}"><th>{esc(t)}</th>'
+        + "".join(f'<td class="num">{per.get(k, {}).get("findings", 0)}'
+                  f'{" (" + str(per[k]["new"]) + " NEW)" if per.get(k, {}).get("new") else ""}</td>' for k in kinds)
+        + "</tr>" for t, per in matrix.get("kinds_by_target", {}).items())
+    per_target = (f'<h3>Findings per target, by kind</h3><table class="kinds-by-target"><thead><tr><th>target</th>'
+                  + "".join(f"<th>{esc(k)}</th>" for k in kinds) + f"</tr></thead><tbody>{by_target}</tbody></table>"
+                  if by_target else "")
     return (f'<section id="matrix"><h2>Matrix: {len(matrix["rows"])} places across {len(names)} targets</h2>'
+            + per_target
             + (f'<h3>What changed between consecutive versions</h3><ul class="changes">{changes}</ul>' if changes else "")
             + f'<p>Cells are coloured by kind: {legend}; "= {esc(matrix["baseline"])}": the same as the baseline.</p>'
             + f'<table class="matrix"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></section>')
