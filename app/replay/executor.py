@@ -24,11 +24,12 @@ from typing import Any
 import hiredis
 
 from app.captures import Command, redact
+from app.replay.judging import ReplayComparator
 from app.replay.keys import BARRIER, KeyTable
-from app.replay.policy import decide
+from app.replay.policy import RULED, decide
 from app.replay.sessions import SUBSCRIBING, Pending, Session
 from app.replay.wire import NOT_YET, Connection, PushNotification, ReplyError
-from app.stream_compare import Call, CommandStats, StreamComparator, command_name
+from app.stream_compare import Call, CommandStats, command_name
 from app.targets import Target
 
 WINDOW_CALLS = 4096          # at most this many calls queued or unjudged per window
@@ -38,6 +39,7 @@ NAME_CACHE = 4096            # distinct command names remembered
 PUSHED = b"(pushed)"         # the pseudo-command under which messages a session received are compared
 EXEC, DISCARD, MULTI, SELECT, HELLO, RESET, CLIENT = (b"EXEC", b"DISCARD", b"MULTI", b"SELECT", b"HELLO", b"RESET",
                                                        b"CLIENT")
+XADD = b"XADD"
 STATEFUL = frozenset({EXEC, DISCARD, MULTI, SELECT, HELLO, RESET, CLIENT, *SUBSCRIBING})  # change the connection
 
 
@@ -52,7 +54,7 @@ def unsubscribed(replies: list[Any]) -> dict[str, Any]:
 class Executor:
     """Replays Commands on every target (index 0: the baseline) and feeds the comparator."""
 
-    def __init__(self, targets: Sequence[Target], comparator: StreamComparator, keys: KeyTable, *,
+    def __init__(self, targets: Sequence[Target], comparator: ReplayComparator, keys: KeyTable, *,
                  timeout_s: float, block_timeout_s: float, owned: bool,
                  window_calls: int = WINDOW_CALLS, max_open_sessions: int = MAX_OPEN_SESSIONS) -> None:
         self.targets = list(targets)
@@ -91,12 +93,14 @@ class Executor:
             self._wait(session)
         if session.subscribed:
             self._compare_deliveries(session)
-        decision = decide(args, owned=self.owned, in_multi=session.in_multi, bound_s=self.block_timeout_s)
-        if decision.args is None:
-            self._skip(args, record, decision.reason)
-            return
-        args = decision.args
         name = args[0].upper()
+        note, blocking = "", False
+        if name in RULED:  # most commands are replayed as captured: no decision to make
+            decision = decide(args, owned=self.owned, in_multi=session.in_multi, bound_s=self.block_timeout_s)
+            if decision.args is None:
+                self._skip(args, record, decision.reason)
+                return
+            args, note, blocking = decision.args, decision.note, decision.blocking
         if record.db is not None and record.db != session.db and name != SELECT and not session.in_multi:
             self._select(session, record.db)
         keys = BARRIER if name in SUBSCRIBING else self.keys.keys_of(args)
@@ -110,18 +114,19 @@ class Executor:
         self._claim(session, keys)
         wanted = session.replies_expected(args) if name in SUBSCRIBING else 1
         pending = Pending(args, record.line, session, self._command(args), len(self.targets),
-                          note=decision.note, wanted=wanted, blocking=decision.blocking)
+                          note=note, wanted=wanted, blocking=blocking)
         self._enqueue(session, pending)
         self._mark(session, keys, pending)
         self.counts["replayed"] += 1
         if name in STATEFUL:
             self._after(session, name, args)
-        if decision.blocking:
-            if decision.note:
+        elif name == XADD and b"*" in args:
+            self.comparator.clock_ids = True  # stream ids now come from each server's clock
+        if blocking:
+            if note:
                 self.counts["bounded"] += 1
                 if len(self.bounded_examples) < 5:
-                    self.bounded_examples.append({"line": record.line, "session": record.session,
-                                                  "note": decision.note})
+                    self.bounded_examples.append({"line": record.line, "session": record.session, "note": note})
             self.flush()
             self._confirm_arrived()
             session.blocked = True
