@@ -143,22 +143,32 @@ class EmbeddedServer:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, remove_dir: bool = True) -> None:
-        """Stop the process (TERM, then KILL) and remove its directory; safe to call twice."""
+        """Stop the process (TERM, then KILL) and remove its directory; safe to call twice.
+
+        Whatever interrupts the polite stop (a signal raised while waiting), the process is killed before
+        the interruption goes on: a server must never outlive the tool."""
         proc, self.process = self.process, None
         if proc is not None:
-            if proc.poll() is None:
-                try:
-                    os.kill(proc.pid, signal.SIGCONT)  # a frozen (SIGSTOP) server cannot act on TERM
-                    proc.terminate()
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
+            try:
+                if proc.poll() is None:
+                    try:
+                        os.kill(proc.pid, signal.SIGCONT)  # a frozen (SIGSTOP) server cannot act on TERM
+                        proc.terminate()
+                        proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait(timeout=10)
+                    except ProcessLookupError:
+                        pass  # already gone
+            except BaseException:
+                if proc.poll() is None:
                     proc.kill()
                     proc.wait(timeout=10)
-                except ProcessLookupError:
-                    pass  # already gone
-            if proc.stderr is not None:
-                self._stderr_text = proc.stderr.read().decode(errors="replace")
-                proc.stderr.close()
+                raise
+            finally:
+                if proc.stderr is not None:
+                    self._stderr_text = proc.stderr.read().decode(errors="replace")
+                    proc.stderr.close()
         if remove_dir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
