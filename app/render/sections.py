@@ -20,6 +20,7 @@ SECTION_MODULES: dict[str, str] = {
     "replay": "app.render.replay",
     "impact": "app.render.impact",
     "mirror": "app.render.mirror",
+    "explore": "app.render.explore",
 }
 
 
