@@ -151,3 +151,19 @@ def test_config_advice_and_command_matching_rules() -> None:
     finding = {"catalogue_id": None}
     records = [{"path": "commands.CLIENT LIST TYPE x", "command": None}, {"path": "replies.set.sadd"}]
     assert finding_commands(finding, records, {"CLIENT LIST", "SADD", "SET"}, {}) == {"CLIENT LIST"}
+
+
+def test_a_scenario_report_without_its_own_command_list_uses_the_recorded_coverage(tmp_path: Path) -> None:
+    from app.explore.scenario_coverage import load_scenario_coverage
+    from app.impact.run import load_report
+    from app.impact.rank import untested
+
+    recorded = load_scenario_coverage()
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"kind": "comparison", "findings": [], "scenarios": recorded["scenarios"][:2]}))
+    _document, exercised = load_report(report)
+    assert exercised is not None and set(recorded["commands"]["redis"]) <= exercised
+    gap = {row["command"] for row in untested({"GET": 5, "OBJECT FREQ": 2}, exercised) or []}
+    assert ("GET" in exercised) == ("GET" not in gap)
+    report.write_text(json.dumps({"kind": "comparison", "findings": [], "scenarios": ["a_scenario_of_someone_else"]}))
+    assert load_report(report)[1] is None  # a run of other scenarios: what it sent is not known

@@ -21,6 +21,7 @@ import redis
 from app import config
 from app.document import finish, new_run_id, now
 from app.identity import expected
+from app.explore.scenario_coverage import load_scenario_coverage
 from app.impact.memory import estimate, model
 from app.impact.probe import Usage, command_calls, probe
 from app.impact.rank import config_advice, rank, untested
@@ -84,7 +85,20 @@ def load_report(path: Path) -> tuple[dict[str, Any], set[str] | None]:
         stats = document.get("replay", {}).get("commands", {})
         return document, {name for name, s in stats.items() if s.get("calls", 0) > s.get("skipped", 0)}
     exercised = document.get("exercised")
-    return document, set(exercised) if isinstance(exercised, list) else None
+    if isinstance(exercised, list):
+        return document, set(exercised)
+    return document, recorded_coverage(document)
+
+
+def recorded_coverage(document: dict[str, Any]) -> set[str] | None:
+    """What a default-scenario run sends, as recorded in app/data/scenario_coverage.json, for a comparison
+    report whose scenarios are all among the recorded ones (None otherwise: not known)."""
+    coverage = load_scenario_coverage()
+    scenarios = document.get("scenarios")
+    if document.get("kind", "comparison") != "comparison" or not isinstance(scenarios, list) \
+            or not set(scenarios) <= set(coverage.get("scenarios", [])):
+        return None
+    return {name for names in coverage.get("commands", {}).values() for name in names}
 
 
 def fresh_comparison(timeout_s: float) -> tuple[dict[str, Any], set[str]]:
