@@ -38,7 +38,7 @@ from app.servers import ServerStartError
 from app.targets import BadURL, TargetError
 # The runner's own pieces: one interruption type, one command-line error style.
 from app.signals import GUARD, Interrupted
-from app.test_runner import UsageError, _Parser, fail
+from app.test_runner import UsageError, UsageParser, fail
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SETUP, EXIT_TARGET, EXIT_OUTPUT = 0, 1, 2, 3, 4, 5
 EXIT_INTERRUPTED = 130
@@ -131,7 +131,7 @@ def cluster_document(targets: Sequence[ClusterTarget], names: Sequence[str], *, 
 # --- the command line (until the runner's --cluster flag calls the functions above) --------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m app.cluster_run",
+    p = UsageParser(prog="python -m app.cluster_run",
                 description="Compare Redis Cluster 7.2 and Valkey Cluster 9.0 the way a sharded application uses them.")
     for role in config.ROLES:
         p.add_argument(f"--{role}-cluster", metavar="URL", help=f"use your {role} cluster at any one of its nodes")

@@ -52,13 +52,15 @@ class UsageError(Exception):
     """A bad command line; one line, exit 2."""
 
 
-class _Parser(argparse.ArgumentParser):
+class UsageParser(argparse.ArgumentParser):
+    """argparse whose errors raise UsageError: one line and exit 2, never argparse's usage block."""
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="redis-valkey-compat",
+    p = UsageParser(prog="redis-valkey-compat",
                 description="Compare Redis 7.2 and Valkey 9.0: replies, errors, encodings, defaults, "
                             "memory, eviction and latency.")
     p.add_argument("--target", metavar="NAME=SPEC", action="append", default=[],

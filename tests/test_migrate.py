@@ -272,7 +272,7 @@ def test_bad_input_is_one_line_and_exit_2(argv: list[str], tmp_path: Path, capsy
     argv = [str(text) if a == "TEXT" else str(tmp_path) if a == "DIR" else a for a in argv]
     assert rvc_cli.main(["migrate", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("./rvc migrate: error: ") and "Traceback" not in err[0]
+    assert len(err) == 1 and err[0].startswith("redis-valkey-compat: error: ") and "Traceback" not in err[0]
 
 
 def test_an_unwritable_report_folder_is_found_before_any_server_starts(tmp_path: Path,

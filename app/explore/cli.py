@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import redis
 
 from app import config
-from app.document import new_run_id, now
+from app.document import now
 from app.explore.coverage import coverage_report
 from app.explore.docs import runnable
 from app.explore.exploration import Settings
@@ -30,24 +29,18 @@ from app.explore.session import Session, open_session
 from app.explore.strategies import FAMILY_GROUPS, family_of
 from app.identity import read_identity
 from app.provision import ProvisionError
-from app.render.reports import write_reports
-from app.render.table import render_table
 from app.servers import ServerStartError
+from app.subcommand import SignalsRaise, add_output_options, begin, publish
 from app.targets import Target, embedded_trio
-from app.test_runner import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_NEW, EXIT_OK, EXIT_OUTPUT, EXIT_SETUP, EXIT_USAGE,
-                             Interrupted, UsageError, fail, first_unwritable)
+from app.test_runner import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_NEW, EXIT_OK, EXIT_SETUP, EXIT_USAGE, Interrupted,
+                             UsageError, UsageParser, fail)
 
 DEFAULT_SECONDS = 120.0
 DEFAULT_TIMEOUT_S = 1.0  # a reply slower than this is a server that does not answer (no command here is slower)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="rvc explore", description="Random command sequences from the servers' own COMMAND DOCS, "
+    p = UsageParser(prog="rvc explore", description="Random command sequences from the servers' own COMMAND DOCS, "
                 "run on Redis, its noise control and Valkey; every difference shrunk to a minimal repro.")
     p.add_argument("--seconds", type=float, metavar="N",
                    help=f"time budget, shrinking included (default {DEFAULT_SECONDS:g} unless --sequences is given)")
@@ -63,8 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-shrink", action="store_true", help="record divergences without shrinking them")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
                    help=f"seconds to wait for a reply before a server counts as not answering (default {DEFAULT_TIMEOUT_S:g})")
-    p.add_argument("--out", metavar="DIR", help="run folder for the reports and repros (default reports/<run id>)")
-    p.add_argument("--json", metavar="PATH", help="JSON report path (default <run folder>/report.json)")
+    add_output_options(p, "the reports and repros")
     p.add_argument("--fail-on-new", action="store_true", help="exit 6 when a NEW (undocumented) finding is found")
     p.add_argument("--max-differences", type=int, default=12, metavar="N", help="findings listed per class in the table")
     return p
@@ -95,10 +87,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         if path and not Path(path).is_file():
             raise UsageError(f"--{flag.replace('_', '-')} {path}: no such file")
     return args
-
-
-def _raise_interrupted(signum: int, _frame: object) -> None:
-    raise Interrupted(signal.Signals(signum).name)
 
 
 def _identities(targets: list[Target]) -> tuple[dict[str, redis.Redis], dict[str, dict[str, Any]]]:
@@ -161,17 +149,11 @@ def _document(args: argparse.Namespace, session: Session, products: dict[str, st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = parse_args(argv)
-    except UsageError as exc:
-        return fail(str(exc), EXIT_USAGE)
-    run_id = new_run_id()
-    out_dir = Path(args.out) if args.out else Path("reports") / run_id
-    json_path = Path(args.json) if args.json else out_dir / "report.json"
-    unwritable = first_unwritable([out_dir, json_path.parent])
-    if unwritable:
-        return fail(f"cannot write reports to {unwritable}: permission denied or not a folder", EXIT_OUTPUT)
-    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    start = begin(parse_args, argv)
+    if isinstance(start, int):
+        return start
+    args, out_dir, json_path = start.args, start.out_dir, start.json_path
+    signals = SignalsRaise(Interrupted).install()
     targets: list[Target] = []
     document: dict[str, Any] | None = None
     try:
@@ -186,15 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for target in targets:
             target.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    try:
-        paths = write_reports(document, out_dir, json_path)
-    except OSError as exc:
-        print(render_table(document, args.max_differences))
-        return fail(f"cannot write the reports to {out_dir}: {exc.strerror or exc}", EXIT_OUTPUT)
-    print(render_table(document, args.max_differences))
-    print(f"reports in {out_dir}: " + ", ".join(p.name for p in paths.values()) + ", repros/")
+        signals.restore()
+    written = publish(document, out_dir, json_path, args.max_differences, also_written=", repros/")
+    if written != EXIT_OK:
+        return written
     if document.get("interrupted"):
         return fail(f"interrupted by {document['interrupted']}; servers stopped, partial results kept", EXIT_INTERRUPTED)
     if not document.get("completed"):

@@ -8,32 +8,23 @@ refused a read; 5 reports unwritable; 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from app import config
-from app.document import new_run_id
 from app.impact.run import ImpactError, run_impact
 from app.provision import ProvisionError
-from app.replay.cli import destination, publish
 from app.servers import ServerStartError
+from app.subcommand import SignalsRaise, add_output_options, add_tls_options, begin, publish
 from app.targets import TargetError, password_variable
-from app.test_runner import (EXIT_INTERRUPTED, EXIT_OUTPUT, EXIT_SETUP, EXIT_TARGET, EXIT_USAGE, Interrupted,
-                             UsageError, fail, first_unwritable, tls_options)
+from app.test_runner import (EXIT_INTERRUPTED, EXIT_SETUP, EXIT_TARGET, EXIT_USAGE, Interrupted,
+                             UsageError, UsageParser, fail, tls_options)
 
 MAX_SAMPLE = 100_000  # --sample is bounded: each sampled key costs the server a few cheap reads
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="rvc impact", description="Rank the known Redis -> Valkey differences by what a running "
+    p = UsageParser(prog="rvc impact", description="Rank the known Redis -> Valkey differences by what a running "
                 "application calls (INFO commandstats), compare its config with Valkey's defaults and, with "
                 "--sample, estimate its memory on Valkey. Only reads the server.")
     p.add_argument("--redis", metavar="URL", required=True,
@@ -42,14 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "run of the default scenarios on the embedded servers)")
     p.add_argument("--sample", type=int, default=0, metavar="N",
                    help=f"look at the type and encoding of N keys found by SCAN (at most {MAX_SAMPLE:,}; no values read)")
-    p.add_argument("--out", metavar="DIR", help="run folder for the reports (default reports/<run id>)")
-    p.add_argument("--json", metavar="PATH", help="JSON report path (default <run folder>/report.json)")
+    add_output_options(p)
     p.add_argument("--timeout", type=float, default=config.DEFAULT_COMMAND_TIMEOUT_S, metavar="S")
     p.add_argument("--max-differences", type=int, default=12, metavar="N")
-    p.add_argument("--tls-ca-cert", metavar="PATH")
-    p.add_argument("--tls-cert", metavar="PATH")
-    p.add_argument("--tls-key", metavar="PATH")
-    p.add_argument("--tls-skip-verify", action="store_true")
+    add_tls_options(p)
     return p
 
 
@@ -64,21 +51,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    raise Interrupted(signal.Signals(signum).name)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = parse_args(sys.argv[1:] if argv is None else argv)
-    except UsageError as exc:
-        return fail(str(exc), EXIT_USAGE)
-    run_id = new_run_id()
-    out_dir, json_path = destination(args, run_id)
-    unwritable = first_unwritable([out_dir, json_path.parent])
-    if unwritable:
-        return fail(f"cannot write reports to {unwritable}: permission denied or not a folder", EXIT_OUTPUT)
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    start = begin(parse_args, argv)
+    if isinstance(start, int):
+        return start
+    args, run_id, out_dir, json_path = start.args, start.run_id, start.out_dir, start.json_path
+    signals = SignalsRaise(Interrupted).install()
     try:
         document = run_impact(args.redis, sample=args.sample, report=Path(args.report) if args.report else None,
                               timeout_s=args.timeout, tls=tls_options(args), run_id=run_id)
@@ -91,6 +69,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Interrupted as exc:
         return fail(f"interrupted by {exc}; nothing was changed on the server", EXIT_INTERRUPTED)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        signals.restore()
     return publish(document, out_dir, json_path, args.max_differences)

@@ -11,25 +11,24 @@ from __future__ import annotations
 
 import argparse
 import re
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from app import config
 from app.migration import settings
 from app.migration.dataset import DatasetError
 from app.migration.processes import StartRefused
-from app.migration.rehearsal import Interrupted, RehearsalOptions, default_binaries, new_run_id, rehearse
+from app.migration.rehearsal import Interrupted, RehearsalOptions, default_binaries, rehearse
 from app.migration.settings import DIRECTIONS, FAILED, WORKS, DatasetSpec
 from app.provision import ProvisionError
 from app.render.migration import render_table
-from app.render.reports import write_reports
 from app.servers import ServerStartError
-from app.test_runner import first_unwritable
+from app.subcommand import SignalsRaise, add_output_options, begin, publish
+from app.test_runner import (EXIT_FAIL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SETUP, UsageError,
+                             UsageParser, fail)
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SETUP, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 5, 130
 PROG = "./rvc migrate"
 # What an RDB file starts with: REDIS or VALKEY and a format version (REDIS0011, VALKEY080).
 RDB_SIGNATURE = re.compile(rb"^(REDIS|VALKEY)\d{3,4}")
@@ -37,17 +36,8 @@ DIRECTION_NAMES = {"forward": settings.FORWARD, "rollback": settings.ROLLBACK, *
 MAX_KEYS = 50_000_000
 
 
-class UsageError(Exception):
-    """A bad command line; one line, exit 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Rehearse moving data Redis 7.2 -> Valkey 9.0 and back (rollback) by "
+    p = UsageParser(prog=PROG, description="Rehearse moving data Redis 7.2 -> Valkey 9.0 and back (rollback) by "
                                        "every route, on servers the tool starts; verify every key.")
     p.add_argument("--rdb", metavar="FILE", help="use this RDB snapshot as the data set (default: a generated one)")
     p.add_argument("--keys", type=int, default=DatasetSpec().keys, metavar="N",
@@ -57,8 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated: forward (redis_to_valkey), rollback (valkey_to_redis); default both")
     p.add_argument("--redis-server", metavar="PATH", help="start this redis-server binary instead of the embedded one")
     p.add_argument("--valkey-server", metavar="PATH", help="start this valkey-server binary instead of the embedded one")
-    p.add_argument("--out", metavar="DIR", help="run folder for the reports (default reports/<run id>)")
-    p.add_argument("--json", metavar="PATH", help="JSON report path (default <run folder>/report.json)")
+    add_output_options(p)
     return p
 
 
@@ -104,11 +93,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def fail(message: str, code: int) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    return code
-
-
 def exit_code(document: dict[str, Any]) -> int:
     matrix = document["migration"]["matrix"]
     broken = any(c["status"] == FAILED or (c["status"] == WORKS and c.get("mismatches")) for c in matrix)
@@ -119,28 +103,12 @@ def _progress(direction: str, step: str, phase: str) -> None:
     print(f"migrate: {direction} {step} {phase}", file=sys.stderr, flush=True)
 
 
-def _install_signals() -> dict[int, Any]:
-    def interrupted(signum: int, _frame: object) -> None:
-        # Once: the servers are being stopped; a second signal must not cut that short.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
-        raise Interrupted(signal.Signals(signum).name)
-
-    return {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = parse_args(sys.argv[1:] if argv is None else argv)
-    except UsageError as exc:
-        return fail(str(exc), EXIT_USAGE)
-    run_id = new_run_id()
-    out_dir = Path(args.out) if args.out else Path("reports") / run_id
-    json_path = Path(args.json) if args.json else out_dir / "report.json"
-    unwritable = first_unwritable([out_dir, json_path.parent])  # found before a long run, not after it
-    if unwritable:
-        return fail(f"cannot write reports to {unwritable}: permission denied or not a folder", EXIT_OUTPUT)
-    previous = _install_signals()
+    start = begin(parse_args, argv)
+    if isinstance(start, int):
+        return start
+    args, run_id, out_dir, json_path = start.args, start.run_id, start.out_dir, start.json_path
+    signals = SignalsRaise(Interrupted).install()
     try:
         binaries, sources = default_binaries({role: getattr(args, f"{role}_server") for role in config.ROLES})
         options = RehearsalOptions(binaries=binaries, sources=sources, spec=DatasetSpec(keys=args.keys),
@@ -151,20 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Interrupted as exc:
         return fail(f"interrupted by {exc}; servers stopped", EXIT_INTERRUPTED)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        signals.restore()
     code = exit_code(document)
     if document.get("interrupted"):
         code = fail(f"interrupted by {document['interrupted']}; servers stopped, partial results kept",
                     EXIT_INTERRUPTED)
-    try:
-        paths = write_reports(document, out_dir, json_path)
-    except OSError as exc:
-        print(render_table(document))
-        return fail(f"cannot write the reports to {out_dir}: {exc.strerror or exc}", EXIT_OUTPUT)
-    print(render_table(document))
-    print(f"reports in {out_dir}: " + ", ".join(p.name for p in paths.values()))
-    return code
+    return publish(document, out_dir, json_path, 0, table=lambda doc, _limit: render_table(doc)) or code
 
 
 if __name__ == "__main__":

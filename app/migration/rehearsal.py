@@ -6,7 +6,6 @@ it all in the comparison report's envelope with "kind": "migration". Measures; p
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 import shutil
 import time
 import traceback
@@ -19,6 +18,7 @@ from typing import Any
 import redis
 
 from app import __version__, config
+from app.document import new_run_id
 from app.identity import allocator_warning, expected, identity_warnings, read_identity
 from app.migration import settings
 from app.migration.dataset import arm_expiring, generate
@@ -57,10 +57,6 @@ class RehearsalOptions:
     rdb: Path | None = None
     routes: list[str] = field(default_factory=lambda: list(settings.ROUTES))
     directions: list[str] = field(default_factory=lambda: list(DIRECTIONS))
-
-
-def new_run_id() -> str:
-    return dt.datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
 def _identity(server: EmbeddedServer) -> dict[str, Any]:

@@ -17,12 +17,11 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from app import config
-from app.document import describe_targets, new_document, new_run_id, now
+from app.document import describe_targets, new_document, now
 from app.mirror.collect import Collector
 from app.mirror.policy import Limits
 from app.mirror.proxy import Mirror
@@ -32,10 +31,11 @@ from app.mirror.status import status_line
 from app.provision import ProvisionError
 from app.render.table import render_table
 from app.servers import ServerStartError
+from app.subcommand import SignalsRaise, add_output_options, begin
 from app.stream_compare import MAX_EXAMPLES, MAX_SIGNATURES
 from app.targets import Target, TargetError, check_reachable, embedded_trio, external_target
-from app.test_runner import (EXIT_NEW, EXIT_OK, EXIT_OUTPUT, EXIT_SETUP, EXIT_TARGET, EXIT_USAGE, UsageError,
-                             _Parser, fail, first_unwritable)  # the runner's parser: a usage error, one line
+from app.test_runner import (EXIT_NEW, EXIT_OK, EXIT_OUTPUT, EXIT_SETUP, EXIT_TARGET, UsageError,
+                             UsageParser, fail)  # the runner's parser: a usage error, one line
 
 PRIMARY, CANDIDATE, SECONDARY = "primary", "candidate", "secondary"
 DEFAULT_LISTEN = "127.0.0.1:0"  # port 0: a free one, printed
@@ -44,7 +44,7 @@ STATUS_EVERY_S = 1.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="./rvc mirror", description="A RESP proxy: the application is served by the primary "
+    p = UsageParser(prog="./rvc mirror", description="A RESP proxy: the application is served by the primary "
                 "(Redis), byte for byte; every command is also sent to the candidate (Valkey) and compared "
                 "off the application's path.")
     p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
@@ -55,8 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a second Redis with the same data: the noise control (what it differs in is noise)")
     p.add_argument("--redis-server", metavar="PATH", help="embedded mode: start this redis-server binary")
     p.add_argument("--valkey-server", metavar="PATH", help="embedded mode: start this valkey-server binary")
-    p.add_argument("--out", metavar="DIR", help="run folder for the reports (default reports/<run id>)")
-    p.add_argument("--json", metavar="PATH", help="JSON report path (default <run folder>/report.json)")
+    add_output_options(p)
     p.add_argument("--report-every", type=float, default=DEFAULT_REPORT_EVERY_S, metavar="S",
                    help="write the reports every S seconds as well as at the end (default %(default)g)")
     p.add_argument("--max-pending", type=int, default=Limits.max_pending, metavar="N",
@@ -165,18 +164,12 @@ def run_loop(coroutine: Any) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    except UsageError as exc:
-        return fail(str(exc), EXIT_USAGE)
-    run_id = new_run_id()
-    out_dir = Path(args.out) if args.out else Path("reports") / run_id
-    json_path = Path(args.json) if args.json else None
-    unwritable = first_unwritable([out_dir] + ([json_path.parent] if json_path else []))
-    if unwritable:
-        return fail(f"cannot write reports to {unwritable}: permission denied or not a folder", EXIT_OUTPUT)
+    start = begin(parse_args, argv, default_json=False)
+    if isinstance(start, int):
+        return start
+    args, run_id, out_dir, json_path = start.args, start.run_id, start.out_dir, start.json_path
     targets: list[Target] = []
-    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signals = SignalsRaise(Stop).install()
     try:
         targets = make_targets(args)
         endpoints = {t.name: endpoint(t) for t in targets}
@@ -200,8 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"(primary {template['targets'][PRIMARY]['url']}, candidate {template['targets'][CANDIDATE]['url']})",
                   flush=True)
 
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)  # the event loop handles them from here on
+        signals.restore()  # the event loop handles them from here on
         try:
             interrupted = run_loop(serve(args, mirror, reporter, on_listen))
         except OSError as exc:
@@ -225,12 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for target in targets:
             target.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _raise_stop(signum: int, _frame: object) -> None:
-    raise Stop(signal.Signals(signum).name)
+        signals.restore()
 
 
 if __name__ == "__main__":

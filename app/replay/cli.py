@@ -10,36 +10,28 @@ unreachable or not writable; 5 reports unwritable; 6 --fail-on-new found an undo
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from app import config
 from app.captures import RDB, CaptureError, open_capture
-from app.document import new_run_id
 from app.provision import ProvisionError
-from app.render.reports import write_reports
-from app.render.table import render_table
 from app.replay.run import ReplayError, ReplayInterrupted, replay_files
 from app.replay.servers import ReplayServers, StartingDataRefused, replay_servers
 from app.servers import ServerStartError
+from app.subcommand import SignalsRaise, add_output_options, add_tls_options, begin, publish
 from app.targets import TargetError
-from app.test_runner import (EXIT_FAIL, EXIT_NEW, EXIT_OK, EXIT_OUTPUT, EXIT_SETUP, EXIT_TARGET, EXIT_USAGE,
-                             EXIT_INTERRUPTED, UsageError, fail, first_unwritable, tls_options)
+from app.test_runner import (EXIT_FAIL, EXIT_NEW, EXIT_OK, EXIT_SETUP, EXIT_TARGET, EXIT_USAGE,
+                             EXIT_INTERRUPTED, UsageError, UsageParser, fail, tls_options)
 
 DEFAULT_BLOCK_TIMEOUT_S = 1.0
 BAD_LINES_SHOWN = 10  # on stderr; all are counted, the first 20 per file are in the reports
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="rvc replay", description="Replay captured commands (redis-cli MONITOR output, a command "
+    p = UsageParser(prog="rvc replay", description="Replay captured commands (redis-cli MONITOR output, a command "
                 "file, an AOF or a multi-part AOF folder, also .gz) on Redis, a second Redis process (noise "
                 "control) and Valkey; report where Valkey answers differently.")
     p.add_argument("files", nargs="+", metavar="FILE")
@@ -52,18 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "control (with --redis)")
     p.add_argument("--allow-server-changes", action="store_true",
                    help="allow writing to servers the tool did not start (only when they hold no keys)")
-    p.add_argument("--out", metavar="DIR", help="run folder for the reports (default reports/<run id>)")
-    p.add_argument("--json", metavar="PATH", help="JSON report path (default <run folder>/report.json)")
+    add_output_options(p)
     p.add_argument("--timeout", type=float, default=config.DEFAULT_COMMAND_TIMEOUT_S, metavar="S",
                    help="seconds to wait for any reply before the replay stops")
     p.add_argument("--block-timeout", type=float, default=DEFAULT_BLOCK_TIMEOUT_S, metavar="S",
                    help="longest wait of a blocking command (BLPOP 0, XREAD BLOCK 0, WAIT are cut to this)")
     p.add_argument("--fail-on-new", action="store_true", help="exit 6 when an undocumented difference is found")
     p.add_argument("--max-differences", type=int, default=12, metavar="N", help="findings listed per class")
-    p.add_argument("--tls-ca-cert", metavar="PATH")
-    p.add_argument("--tls-cert", metavar="PATH")
-    p.add_argument("--tls-key", metavar="PATH")
-    p.add_argument("--tls-skip-verify", action="store_true")
+    add_tls_options(p)
     return p
 
 
@@ -110,22 +98,13 @@ def starting_data(args: argparse.Namespace) -> tuple[Path | None, list[str], lis
     return rdb, carriers, opened
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    raise ReplayInterrupted(signal.Signals(signum).name)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = parse_args(sys.argv[1:] if argv is None else argv)
-    except UsageError as exc:
-        return fail(str(exc), EXIT_USAGE)
-    run_id = new_run_id()
-    out_dir, json_path = destination(args, run_id)
-    unwritable = first_unwritable([out_dir, json_path.parent])
-    if unwritable:
-        return fail(f"cannot write reports to {unwritable}: permission denied or not a folder", EXIT_OUTPUT)
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    start = begin(parse_args, argv)
+    if isinstance(start, int):
+        return start
+    args, run_id, out_dir, json_path = start.args, start.run_id, start.out_dir, start.json_path
     servers, opened, document, code = ReplayServers(), [], None, EXIT_OK
+    signals = SignalsRaise(ReplayInterrupted).install()
     try:
         rdb, carriers, opened = starting_data(args)
         tls = _tls(args)
@@ -154,30 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         servers.stop()
         for capture in opened:
             capture.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        signals.restore()
     if document is None:
         return code
     _print_bad_lines(document)
     return publish(document, out_dir, json_path, args.max_differences) or code
-
-
-def destination(args: argparse.Namespace, run_id: str) -> tuple[Path, Path]:
-    """The run folder and the JSON path the options name (reports/<run id>/report.json by default)."""
-    out_dir = Path(args.out) if args.out else Path("reports") / run_id
-    return out_dir, Path(args.json) if args.json else out_dir / "report.json"
-
-
-def publish(document: dict[str, Any], out_dir: Path, json_path: Path, max_differences: int) -> int:
-    """Write the reports and print the table; EXIT_OUTPUT (after the table) when they cannot be written."""
-    try:
-        paths = write_reports(document, out_dir, json_path)
-    except OSError as exc:
-        print(render_table(document, max_differences))
-        return fail(f"cannot write the reports to {out_dir}: {exc.strerror or exc}", EXIT_OUTPUT)
-    print(render_table(document, max_differences))
-    print(f"reports in {out_dir}: " + ", ".join(p.name for p in paths.values()))
-    return EXIT_OK
 
 
 def _tls(args: argparse.Namespace) -> dict[str, str]:
