@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import copy
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from app import catalogue, config
 from app.catalogue import (CatalogueError, applies_to, documentation_summary, label_differences,
                            load_catalogue, unmatched_entries, validate)
 from app.scenarios import CLUSTER_SCENARIO_NAMES, SCENARIO_NAMES
+from app.servers import EmbeddedServer
+from app.stream_compare import command_name, find_call_entry, plain, usable_entries
 from app.targets import Target
 from app.test_runner import run_comparison
 
@@ -215,3 +219,54 @@ def test_server_name_is_a_metric_and_confirmed_by_the_identity(run_document: dic
     valkey = run_document["targets"][config.CANDIDATE]["identity"]
     assert valkey["product"] == "valkey" and valkey["redis_version_field"] == "7.2.4"
     assert run_document["targets"][config.BASELINE]["identity"]["product"] == "redis"
+
+
+
+# --- call rules against what the embedded servers answer --------------------------------------------------
+
+# (setup, call, the entry that should document the call's difference or None). The explorer found each;
+# None marks a difference an option in the call would wrongly claim (the cursor " 1", not NOVALUES).
+CALL_CASES = [
+    ((), "CLIENT KILL NOT-FLAGS y", "VK90-CLIENT-FILTERS"),
+    ((), "CLIENT LIST NOT-CAPA x", "VK90-CLIENT-FILTERS"),
+    ((), "CLIENT LIST ID user rvc-user", "VK81-CLIENT-LIST-FILTERS"),
+    ((), "CLIENT LIST TYPE REPLICA ID 0", "VK81-CLIENT-LIST-FILTERS"),
+    ((), "CLIENT KILL ID 2 -1", "VK81-CLIENT-LIST-FILTERS"),
+    ((), "CLIENT KILL TYPE PRIMARY", "VK80-CLIENT-KILL-MAXAGE"),
+    ((), "CLUSTER REPLICATE x x", "VK90-CLUSTER-REPLICATE-NO-ONE"),
+    (("RPUSH catk a",), "BITCOUNT catk 1 -100 -1", "VK80-BITCOUNT-BITPOS-ERRORS"),
+    (("SADD catk 1",), "BITPOS catk 1 abc", "VK80-BITCOUNT-BITPOS-ERRORS"),
+    ((), "EVAL 'return type(os.clock)' 0", "VK80-LUA-OS-CLOCK"),
+    ((), "ACL CAT keyspace", "VK90-CLUSTER-FLUSHSLOT"),
+    (("HSET catk f v",), "HSCAN catk 0 NOVALUES", "VK80-HSCAN-NOVALUES"),
+    (("HSET catk f v",), "HSCAN catk ' 1' COUNT NOVALUES", None),
+    ((), "CLIENT PAUSE 5 WRITE x", None),
+]
+
+
+def _replies(server: EmbeddedServer, lines: tuple[str, ...]) -> Any:
+    """The last line's reply as the explorer compares it; the key and any pause are undone afterwards."""
+    conn = redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=10)
+    conn.response_callbacks.clear()
+    try:
+        for line in lines:
+            try:
+                reply = plain(conn.execute_command(*shlex.split(line)))
+            except redis.ResponseError as exc:
+                reply = plain(exc)
+        return reply
+    finally:
+        conn.execute_command("CLIENT", "UNPAUSE")
+        conn.execute_command("DEL", "catk")
+        conn.close()
+
+
+@pytest.mark.parametrize("setup, call, expected", CALL_CASES, ids=[c[1] for c in CALL_CASES])
+def test_call_rules_label_what_the_servers_answer(embedded_servers: dict[str, EmbeddedServer], setup: tuple[str, ...],
+                                                  call: str, expected: str | None) -> None:
+    base, cand = (_replies(embedded_servers[role], (*setup, call)) for role in (config.BASELINE, config.CANDIDATE))
+    assert base != cand, f"{call}: the servers now agree ({base!r})"
+    args = tuple(a.encode() for a in shlex.split(call))
+    entries = usable_entries(embedded_servers[config.CANDIDATE].binary.version)
+    entry = find_call_entry(command_name(args), args, base, cand, entries)
+    assert (entry["id"] if entry else None) == expected, (call, base, cand)

@@ -54,7 +54,9 @@ def _explained_by_noise(record: dict[str, Any], judge: Judge) -> bool:
 def _label_from_repro(record: dict[str, Any], finding: Finding, judge: Judge,
                       entries: list[dict[str, Any]]) -> None:
     """The catalogue entry the minimal repro's call matches: a random call can hide what documents it
-    (a 70,000-byte value before SET's IFEQ), its repro does not."""
+    (a 70,000-byte value before SET's IFEQ), its repro does not. A confirmed repro that no entry documents
+    also takes away a label some random call earned by carrying an option (HSCAN ... NOVALUES with an
+    invalid cursor: the cursor, not NOVALUES, makes the difference), so record and row agree."""
     if not finding.repro or not finding.repro_values:
         return
     values = finding.repro_values
@@ -62,6 +64,8 @@ def _label_from_repro(record: dict[str, Any], finding: Finding, judge: Judge,
                             values.get(judge.candidate), entries)
     if entry is not None:
         record.update(documented=True, catalogue_id=entry["id"], source=entry["source"], source_url=entry["url"])
+    elif finding.confirmed:
+        record.update(documented=False, catalogue_id=None, source=None, source_url=None)
 
 
 def difference_records(outcome: Outcome, judge: Judge, repro_paths: dict[Signature, str]) -> list[dict[str, Any]]:
@@ -77,8 +81,7 @@ def difference_records(outcome: Outcome, judge: Judge, repro_paths: dict[Signatu
         finding = by_path.get(same_path(record["path"]))
         if finding is None:
             continue
-        if not record.get("documented"):
-            _label_from_repro(record, finding, judge, entries)
+        _label_from_repro(record, finding, judge, entries)
         record.update(sequences=finding.sequences, first_sequence=finding.first_sequence,
                       confirmed=finding.confirmed)
         if finding.repro:
