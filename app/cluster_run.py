@@ -44,6 +44,13 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_SETUP, EXIT_TARGET, EXIT_OUTPUT = 0, 1, 2, 
 EXIT_INTERRUPTED = 130
 
 
+# Standalone runs keep a journal on the server that a later run repairs from (app/journal.py); cluster
+# runs do not yet, so the user is told what a killed run can leave behind.
+UNJOURNALLED_CHANGES = ("{name}: changes on a cluster the tool did not start (CONFIG SET, slot moves, failovers) "
+                        "are put back at the end of the run and on SIGINT/SIGTERM, but not after SIGKILL or a crash: "
+                        "check notify-keyspace-events, CLUSTER SETSLOT ... STABLE and the node roles after such a run")
+
+
 def load_cluster_scenario(name: str) -> Callable[..., dict[str, Any]]:
     if name not in CLUSTER_SCENARIO_NAMES:
         raise KeyError(name)
@@ -106,6 +113,8 @@ def cluster_document(targets: Sequence[ClusterTarget], names: Sequence[str], *, 
         describe_targets(document, list(targets), {name: seed_client(c) for name, c in clients.items()})
         for target in targets:
             document["targets"][target.name]["cluster"] = cluster_layout(target, clients[target.name])
+            if allow_server_changes and not target.owned:
+                document["warnings"].append(UNJOURNALLED_CHANGES.format(name=target.name))
     except BaseException:
         for client in clients.values():
             client.close()

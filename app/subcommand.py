@@ -76,17 +76,31 @@ def begin(parse_args: Callable[[list[str]], argparse.Namespace], argv: Sequence[
 
 
 class SignalsRaise:
-    """While active, the first SIGINT or SIGTERM raises make(signal name); later ones are ignored so that
-    stopping the servers is never cut short. restore() (or leaving the block) puts the old handlers back."""
+    """While active, the first SIGINT or SIGTERM raises make(signal name); later ones are only recorded, so
+    that stopping the servers is never cut short. Python swallows an exception raised where it ignores
+    them (an after-fork hook while a server starts, a __del__): checkpoint() raises it again, so a signal
+    is never lost. restore() (or leaving the block) puts the old handlers back."""
 
     def __init__(self, make: Callable[[str], BaseException], signals: Iterable[int] = STOP_SIGNALS) -> None:
         self.make, self.signals = make, tuple(signals)
         self.previous: dict[int, Any] = {}
+        self.received: list[str] = []
 
     def _raise(self, signum: int, _frame: object) -> None:
-        for sig in self.signals:
-            signal.signal(sig, signal.SIG_IGN)
-        raise self.make(signal.Signals(signum).name)
+        self.received.append(signal.Signals(signum).name)
+        if len(self.received) == 1:
+            raise self.make(self.received[0])
+
+    def checkpoint(self) -> None:
+        """Called from the work (never from its cleanup): a signal that came is raised, again if need be."""
+        if self.received:
+            raise self.make(self.received[0])
+
+    def mark(self, document: dict[str, Any]) -> None:
+        """A signal the work swallowed and did not see again: the document says it was interrupted."""
+        if self.received and not document.get("interrupted"):
+            document["interrupted"] = self.received[0]
+            document["completed"] = False
 
     def install(self) -> "SignalsRaise":
         self.previous = {sig: signal.signal(sig, self._raise) for sig in self.signals}

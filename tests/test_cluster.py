@@ -425,6 +425,8 @@ def test_sigterm_during_resharding_gives_a_user_cluster_back_as_found(tmp_path: 
     assert after == before, details  # slots with their owners, roles, every CONFIG value
     assert details["redis"].startswith("error: interrupted by SIGTERM") and "could not" not in details["redis"]
     assert leftovers == []
+    # What is not yet journalled on a user's cluster is said, for each cluster the run changed.
+    assert sum("not after SIGKILL" in w for w in document["warnings"]) == len(document["targets"]), document["warnings"]
 
 
 def test_rvc_cluster_goes_to_cluster_mode() -> None:

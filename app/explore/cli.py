@@ -159,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         targets = embedded_trio(args.redis_server, args.valkey_server)
         document = explore(args, targets, out_dir)
+        signals.mark(document)
     except UsageError as exc:
         return fail(str(exc), EXIT_USAGE)
     except (ProvisionError, ServerStartError, ExploreServerError) as exc:

@@ -60,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         document = run_impact(args.redis, sample=args.sample, report=Path(args.report) if args.report else None,
                               timeout_s=args.timeout, tls=tls_options(args), run_id=run_id)
+        signals.checkpoint()
     except ImpactError as exc:
         return fail(str(exc), EXIT_USAGE)
     except (ProvisionError, ServerStartError) as exc:

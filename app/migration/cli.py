@@ -113,7 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         binaries, sources = default_binaries({role: getattr(args, f"{role}_server") for role in config.ROLES})
         options = RehearsalOptions(binaries=binaries, sources=sources, spec=DatasetSpec(keys=args.keys),
                                    rdb=args.rdb_path, routes=args.route_names, directions=args.direction_names)
-        document = rehearse(options, run_id=run_id, progress=_progress)
+
+        def progress(direction: str, step: str, phase: str) -> None:
+            signals.checkpoint()  # between steps: a signal swallowed inside the last one stops the run here
+            _progress(direction, step, phase)
+
+        document = rehearse(options, run_id=run_id, progress=progress)
+        signals.mark(document)
     except (ProvisionError, ServerStartError, StartRefused, DatasetError) as exc:
         return fail(str(exc), EXIT_SETUP)
     except Interrupted as exc:

@@ -113,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         document = replay_files(args.files, servers.targets, timeout_s=args.timeout,
                                 block_timeout_s=args.block_timeout, allow_server_changes=args.allow_server_changes,
                                 run_id=run_id, preloaded=carriers)
+        signals.mark(document)
         code = EXIT_OK if document["completed"] else EXIT_FAIL
         if document.get("interrupted"):
             code = fail(f"interrupted by {document['interrupted']}; servers stopped, partial results kept",
