@@ -31,7 +31,13 @@ class ProvisionError(RuntimeError):
 GROUP_LEADER = 'trap "trap - TERM INT; kill -TERM 0" TERM INT; "$@" & wait $!'
 
 
+# Held back while the build is forked: a signal that came during the fork would run its handler in an
+# after-fork hook, where Python swallows the KeyboardInterrupt, and the build would go on to its end.
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT}
+
+
 def _die_with_parent() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # the child must hear them: its trap stops the build
     # PR_SET_PDEATHSIG: the group leader is told when the tool dies, however it dies (even SIGKILL).
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
@@ -49,14 +55,20 @@ def run_command(cmd: list[str], cwd: Path | None = None) -> None:
 def run_build(cmd: list[str], cwd: Path, log: Path) -> None:
     """Run a long build, its output in `log`; it never outlives this process, nor an interruption."""
     with log.open("w") as out:
-        proc = subprocess.Popen(["sh", "-c", GROUP_LEADER, "build", *cmd], cwd=cwd, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, preexec_fn=_die_with_parent)
+        proc: subprocess.Popen[bytes] | None = None
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
+            try:
+                proc = subprocess.Popen(["sh", "-c", GROUP_LEADER, "build", *cmd], cwd=cwd, stdout=out,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True, preexec_fn=_die_with_parent)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)  # one that came meanwhile is raised here
             returncode = proc.wait()
         except BaseException:  # Ctrl-C, SIGTERM turned into an exception, an error: stop the build
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait()
+            if proc is not None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait()
             raise
     if returncode != 0:
         _fail(cmd, returncode, log.read_text(errors="replace"))
