@@ -17,6 +17,7 @@ from typing import Any
 import hiredis
 
 from app.migration import settings
+from app.resp_packing import pack_command
 
 ReplyError = hiredis.ReplyError
 Command = Sequence[Any]
@@ -45,7 +46,7 @@ class Pipe:
 
     def send(self, commands: Iterable[Command]) -> int:
         """Pack and send; returns how many replies to read."""
-        packed = [hiredis.pack_command(tuple(cmd)) for cmd in commands]
+        packed = [pack_command(tuple(cmd)) for cmd in commands]
         if packed:
             self._sock.sendall(b"".join(packed))
         return len(packed)

@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 import hiredis
 
+from app.resp_packing import pack_command
 from app.targets import Target
 
 RECV_BYTES = 1 << 18
@@ -79,7 +80,7 @@ class Connection:
             raise WireError(f"{target.name}: cannot connect to {target.display_url()}: {exc}") from exc
         login = login_command(target)
         if login is not None:
-            self.sock.sendall(hiredis.pack_command(login))
+            self.sock.sendall(pack_command(login))
             reply = self.read()
             if isinstance(reply, ReplyError):
                 raise WireError(f"{target.name}: the server refused the credentials: {reply}")
