@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,16 @@ from app.scenarios import SCENARIO_NAMES
 from app.servers import EmbeddedServer, embedded_pair
 from app.targets import Target
 from app.test_runner import run_comparison
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A shell that starts the suite in the background (`./rvc test &`, a CI step's `&`) ignores SIGINT
+    and SIGQUIT, and every process the tests start would inherit that: the tests that press Ctrl-C on
+    the tool would then test nothing. The suite's own children hear them as a user's tool would."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")

@@ -249,16 +249,21 @@ provision(parse_embedded_spec(sys.argv[1]))
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
 def test_interrupted_build_stops_every_builder_and_never_counts(empty_cache: Path, how: signal.Signals) -> None:
     entry = next(e for e in ENTRIES if e.kind == "debian-source")
-    tool = subprocess.Popen([sys.executable, "-c", BUILD_SCRIPT, entry.spec], cwd=Path(__file__).parent.parent,
-                            env={**os.environ, "RVC_CACHE_DIR": str(empty_cache)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    errors = empty_cache.parent / "tool.err"
+    with errors.open("w") as err:
+        tool = subprocess.Popen([sys.executable, "-c", BUILD_SCRIPT, entry.spec], cwd=Path(__file__).parent.parent,
+                                env={**os.environ, "RVC_CACHE_DIR": str(empty_cache)},
+                                stdout=subprocess.DEVNULL, stderr=err)
     staging = empty_cache / "tmp"
     try:
         # Compiling has begun once a process works inside the unpacked tree.
         _wait_for(lambda: any(_processes_working_in(tree) for tree in staging.glob("*/tree")), 180,
                   "the build to start")
         tool.send_signal(how)
-        tool.wait(timeout=30)
+        try:
+            tool.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the tool did not stop within 30 s of {how.name}: {errors.read_text()[-2000:]}")
         _wait_for(lambda: not _processes_working_in(empty_cache), 30, "every build process to stop")
     finally:
         tool.kill()
