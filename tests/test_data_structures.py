@@ -172,7 +172,7 @@ COMMAND_DIFFERENCES: dict[str, tuple[Any, Any]] = {
                                          [["{p}cmd:x", [["1-2", ["f", "w"]]]]]),
     "commands.GEOSEARCH BYPOLYGON": ({"error": "ERR syntax error"},
                                      [["Palermo", "56987.4933"], ["Catania", "111411.0839"]]),
-    "commands.COMMANDLOG LEN slow": (_unknown("COMMANDLOG", "'LEN' 'slow'"), 0),
+    "commands.COMMANDLOG LEN slow": (_unknown("COMMANDLOG", "'LEN' 'slow'"), "an integer"),
     "commands.COMMANDLOG GET 0 large-reply": (_unknown("COMMANDLOG", "'GET' '0' 'large-reply'"), []),
     "commands.CLUSTER SLOT-STATS": ({"error": "ERR unknown subcommand 'SLOT-STATS'. Try CLUSTER HELP."},
                                     {"error": "ERR This instance has cluster support disabled"}),

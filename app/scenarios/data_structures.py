@@ -809,7 +809,9 @@ def one_sided_commands(ctx: ScenarioContext) -> None:
     c("BITOP DIFF", "BITOP", "DIFF", k("cmd:bd"), k("cmd:b1"), k("cmd:b1"))
     c("BITOP ONE", "BITOP", "ONE", k("cmd:bd"), k("cmd:b1"), k("cmd:b1"))
     # server-side commands with a data-structure angle
-    c("COMMANDLOG LEN slow", "COMMANDLOG", "LEN", "slow")
+    # How many commands ran slowly depends on the machine's load, not the product: the reply's kind is compared.
+    slow = ctx.call("COMMANDLOG", "LEN", "slow")
+    ctx.put("commands", "COMMANDLOG LEN slow", "an integer" if isinstance(slow, int) else slow)
     c("COMMANDLOG GET 0 large-reply", "COMMANDLOG", "GET", 0, "large-reply")
     c("CLUSTER SLOT-STATS", "CLUSTER", "SLOT-STATS", "SLOTSRANGE", 0, 0)
     c("CLUSTER KEYSLOT", "CLUSTER", "KEYSLOT", "somekey")
