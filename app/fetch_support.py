@@ -7,7 +7,6 @@ into place in one step), so a half-finished download or build never counts.
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import shutil
@@ -17,6 +16,8 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from app.child_process import die_with_parent
 
 # Lines of a failed command's output quoted in the error.
 ERROR_TAIL_LINES = 3
@@ -36,15 +37,6 @@ GROUP_LEADER = 'trap "trap - TERM INT; kill -TERM 0" TERM INT; "$@" & wait $!'
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT}
 
 
-def _die_with_parent() -> None:
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # the child must hear them: its trap stops the build
-    # PR_SET_PDEATHSIG: the group leader is told when the tool dies, however it dies (even SIGKILL).
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-    except OSError:
-        pass  # not Linux: an interrupted build then runs to its end, unused
-
-
 def run_command(cmd: list[str], cwd: Path | None = None) -> None:
     """Run a command; on failure raise ProvisionError with the end of its output."""
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
@@ -61,7 +53,8 @@ def run_build(cmd: list[str], cwd: Path, log: Path) -> None:
             try:
                 proc = subprocess.Popen(["sh", "-c", GROUP_LEADER, "build", *cmd], cwd=cwd, stdout=out,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True, preexec_fn=_die_with_parent)
+                                        start_new_session=True,
+                                        preexec_fn=die_with_parent(unblock=STOP_SIGNALS))
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, held)  # one that came meanwhile is raised here
             returncode = proc.wait()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
@@ -15,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from app import config
+from app.child_process import die_with_parent
 from app.provision import ServerBinary, embedded_binary
 
 
@@ -26,15 +26,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    # PR_SET_PDEATHSIG: if the tool is killed outright, the kernel stops its servers too. The "parent" is
-    # the thread that started the server: start long-lived servers from the main thread only.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-    except OSError:
-        pass  # not Linux: the normal stop path still applies
 
 
 WORKDIR_PREFIX = "rvc-"
@@ -108,7 +99,7 @@ class EmbeddedServer:
             # Own session: a Ctrl-C on the terminal reaches the tool, which then stops the server.
             self.process = subprocess.Popen(args, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                            start_new_session=True, preexec_fn=_die_with_parent)
+                                            start_new_session=True, preexec_fn=die_with_parent())
             if self._wait_ready(timeout_s):
                 return self
             self.stop(remove_dir=False)

@@ -248,6 +248,18 @@ def test_cleanup_removes_what_any_earlier_run_left(app_servers: dict, tmp_path: 
     assert state(srv.port) == before and tool_leftovers(srv.port) == {"keys": [], "libraries": []}
 
 
+def processes_working_in(folders: list[Path]) -> list[int]:
+    """Processes whose current folder is one of `folders` (the servers started in them)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and Path(os.readlink(entry / "cwd")) in folders:
+                found.append(int(entry.name))
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
 def test_a_killed_embedded_run_leaves_no_folder_after_the_next(tmp_path: Path) -> None:
     import tempfile
     proc = start("--scenarios", "scan_and_iter", "--out", str(tmp_path / "killed"))
@@ -258,6 +270,8 @@ def test_a_killed_embedded_run_leaves_no_folder_after_the_next(tmp_path: Path) -
     proc.kill()
     proc.wait(timeout=30)
     assert all(p.exists() for p in left)
+    # Its servers die with it, also one it was forking when the kill came (it would be an orphan).
+    wait_until(lambda: not processes_working_in(left), what="the killed run's servers to stop")
     rvc("--scenarios", "basic_crud", "--out", str(tmp_path / "next"))
     assert not any(p.exists() for p in left)
 
