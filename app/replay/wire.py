@@ -99,17 +99,21 @@ class Connection:
         reader = self.reader
         reply = reader.gets()
         while reply is NOT_YET:
-            try:
-                data = self.sock.recv(RECV_BYTES)
-            except socket.timeout:
-                raise WireError(f"{self.target.name}: no reply within {self.timeout_s:g} s") from None
-            except OSError as exc:
-                raise WireError(f"{self.target.name}: the connection failed: {exc}") from exc
-            if not data:
-                raise WireError(f"{self.target.name}: the server closed the connection")
-            reader.feed(data)
+            self._receive()
             reply = reader.gets()
         return reply
+
+    def _receive(self) -> None:
+        """What the socket has now into the reader (blocks up to the timeout for data)."""
+        try:
+            data = self.sock.recv(RECV_BYTES)
+        except socket.timeout:
+            raise WireError(f"{self.target.name}: no reply within {self.timeout_s:g} s") from None
+        except OSError as exc:
+            raise WireError(f"{self.target.name}: the connection failed: {exc}") from exc
+        if not data:
+            raise WireError(f"{self.target.name}: the server closed the connection")
+        self.reader.feed(data)
 
     def read_many(self, count: int) -> list[Any]:
         """The next `count` replies (pushes included: callers use this only where none can come)."""
@@ -117,15 +121,7 @@ class Connection:
         # iter(gets, NOT_YET) drains what is buffered, in C; once it has met NOT_YET it stays exhausted
         replies.extend(islice(iter(reader.gets, NOT_YET), count))
         while len(replies) < count:
-            try:
-                data = self.sock.recv(RECV_BYTES)
-            except socket.timeout:
-                raise WireError(f"{self.target.name}: no reply within {self.timeout_s:g} s") from None
-            except OSError as exc:
-                raise WireError(f"{self.target.name}: the connection failed: {exc}") from exc
-            if not data:
-                raise WireError(f"{self.target.name}: the server closed the connection")
-            reader.feed(data)
+            self._receive()
             replies.extend(islice(iter(reader.gets, NOT_YET), count - len(replies)))
         return replies
 
