@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
@@ -28,19 +28,27 @@ class Interrupted(BaseException):
         self.partial: dict[str, Any] | None = None
 
 
-class SignalGuard:
-    """Turns stop signals into Interrupted, deferring them while cleanup must not be interrupted."""
+_Guard = TypeVar("_Guard", bound="SignalGuard")
 
-    def __init__(self) -> None:
+
+class SignalGuard:
+    """Turns stop signals into an exception (Interrupted, or what `make` builds from the signal's name),
+    deferring them while cleanup must not be interrupted. With `once`, only the first signal raises and
+    later ones are only recorded: for callers whose cleanup runs outside any deferred() block."""
+
+    def __init__(self, make: Callable[[str], BaseException] = Interrupted, signals: Iterable[int] = HANDLED,
+                 once: bool = False) -> None:
+        self.make, self.signals, self.once = make, tuple(signals), once
         self.received: list[str] = []
         self._deferring = 0
         self._previous: dict[int, Any] = {}
 
-    def install(self) -> None:
+    def install(self: _Guard) -> _Guard:
         if threading.current_thread() is not threading.main_thread():
-            return  # signal handlers can only be set from the main thread; tests may run elsewhere
+            return self  # signal handlers can only be set from the main thread; tests may run elsewhere
         self.received.clear()
-        self._previous = {sig: signal.signal(sig, self._handle) for sig in HANDLED}
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in self.signals}
+        return self
 
     def restore(self) -> None:
         for sig, handler in self._previous.items():
@@ -49,17 +57,17 @@ class SignalGuard:
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self.received.append(signal.Signals(signum).name)
-        if not self._deferring:
-            raise Interrupted(self.received[0])
+        if not self._deferring and not (self.once and len(self.received) > 1):
+            raise self.make(self.received[0])
 
     @property
     def pending(self) -> str | None:
         return self.received[0] if self.received else None
 
     def checkpoint(self) -> None:
-        """Raise Interrupted if a signal came and was deferred or swallowed."""
+        """Raise if a signal came and was deferred or swallowed."""
         if self.received and not self._deferring:
-            raise Interrupted(self.received[0])
+            raise self.make(self.received[0])
 
     @contextmanager
     def deferred(self) -> Iterator[None]:

@@ -16,6 +16,7 @@ from typing import Any
 from app.document import new_run_id
 from app.render.reports import write_reports
 from app.render.table import render_table
+from app.signals import SignalGuard
 from app.test_runner import EXIT_OK, EXIT_OUTPUT, EXIT_USAGE, UsageError, fail, first_unwritable
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -75,26 +76,14 @@ def begin(parse_args: Callable[[list[str]], argparse.Namespace], argv: Sequence[
     return refused if refused is not None else Start(args, run_id, out_dir, json_path)
 
 
-class SignalsRaise:
+class SignalsRaise(SignalGuard):
     """While active, the first SIGINT or SIGTERM raises make(signal name); later ones are only recorded, so
     that stopping the servers is never cut short. Python swallows an exception raised where it ignores
     them (an after-fork hook while a server starts, a __del__): checkpoint() raises it again, so a signal
     is never lost. restore() (or leaving the block) puts the old handlers back."""
 
     def __init__(self, make: Callable[[str], BaseException], signals: Iterable[int] = STOP_SIGNALS) -> None:
-        self.make, self.signals = make, tuple(signals)
-        self.previous: dict[int, Any] = {}
-        self.received: list[str] = []
-
-    def _raise(self, signum: int, _frame: object) -> None:
-        self.received.append(signal.Signals(signum).name)
-        if len(self.received) == 1:
-            raise self.make(self.received[0])
-
-    def checkpoint(self) -> None:
-        """Called from the work (never from its cleanup): a signal that came is raised, again if need be."""
-        if self.received:
-            raise self.make(self.received[0])
+        super().__init__(make, signals, once=True)
 
     def mark(self, document: dict[str, Any]) -> None:
         """A signal the work swallowed and did not see again: the document says it was interrupted."""
@@ -102,17 +91,9 @@ class SignalsRaise:
             document["interrupted"] = self.received[0]
             document["completed"] = False
 
-    def install(self) -> "SignalsRaise":
-        self.previous = {sig: signal.signal(sig, self._raise) for sig in self.signals}
-        return self
-
     def __enter__(self) -> "SignalsRaise":
-        return self.install()
-
-    def restore(self) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-        self.previous = {}
+        self.install()
+        return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.restore()

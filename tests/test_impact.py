@@ -13,7 +13,9 @@ import redis
 
 from app import config
 from app.impact.cli import main
-from app.impact.rank import config_advice, finding_commands
+from app.explore.scenario_coverage import load_scenario_coverage
+from app.impact.rank import config_advice, finding_commands, untested
+from app.impact.run import load_report
 from app.replay.run import replay_files
 from app.targets import Target
 
@@ -154,10 +156,6 @@ def test_config_advice_and_command_matching_rules() -> None:
 
 
 def test_a_scenario_report_without_its_own_command_list_uses_the_recorded_coverage(tmp_path: Path) -> None:
-    from app.explore.scenario_coverage import load_scenario_coverage
-    from app.impact.run import load_report
-    from app.impact.rank import untested
-
     recorded = load_scenario_coverage()
     report = tmp_path / "report.json"
     report.write_text(json.dumps({"kind": "comparison", "findings": [], "scenarios": recorded["scenarios"][:2]}))

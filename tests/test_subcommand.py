@@ -33,7 +33,7 @@ def test_a_swallowed_signal_is_raised_at_the_next_checkpoint_and_marked() -> Non
         document = {"completed": True}
         signals.mark(document)
         assert document == {"completed": False, "interrupted": "SIGTERM"}
-    assert signal.getsignal(signal.SIGTERM) != signals._raise  # the old handler is back
+    assert signal.getsignal(signal.SIGTERM) != signals._handle  # the old handler is back
 
 
 def test_only_the_first_signal_raises_so_cleanup_is_not_cut_short() -> None:
