@@ -64,11 +64,11 @@ def bench_run(port: int, requests: int, tests: str = TESTS, clients: int = CLIEN
 class Proxy:
     """./rvc mirror as a user runs it, in its own process, with its memory sampled."""
 
-    def __init__(self, targets: dict[str, Target], out: Path) -> None:
+    def __init__(self, targets: dict[str, Target], out: Path, extra: Sequence[str] = ()) -> None:
         self.out = out
         command = [sys.executable, "-m", "app.cli", "mirror", "--listen", "127.0.0.1:0", "--out", str(out),
                    "--report-every", "2", "--primary", targets["primary"].url,
-                   "--candidate", targets["candidate"].url, "--secondary", targets["secondary"].url]
+                   "--candidate", targets["candidate"].url, "--secondary", targets["secondary"].url, *extra]
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.process.stdout.readline()
         if "redis://" not in line:
@@ -109,10 +109,10 @@ def flush(targets: dict[str, Target]) -> None:
 
 
 def proxied(targets: dict[str, Target], requests: int, freeze: Target | None = None,
-            profile_s: float = 0.0, light: int = 0) -> dict[str, Any]:
+            profile_s: float = 0.0, light: int = 0, extra: Sequence[str] = ()) -> dict[str, Any]:
     flush(targets)
     out = Path(tempfile.mkdtemp(prefix="rvc-bench-mirror-"))
-    proxy = Proxy(targets, out)
+    proxy = Proxy(targets, out, extra)
     timer = None
     profile: dict[str, Any] | None = None
     try:

@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from app import config
-from app.mirror.framing import FramingError, RequestFramer, split_inline
+from app.mirror.framing import FramingError, ReplyCutter, RequestFramer, request_end, split_inline
 from app.servers import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,8 +172,9 @@ def run_both_protocols(port: int) -> dict[int, list[Any]]:
     return results
 
 
-def test_a_client_workload_gets_what_redis_alone_answers(servers, start_mirror, fresh_server) -> None:
-    mirror = start_mirror(servers)
+@pytest.mark.parametrize("sharing", [(), ("--own-primary-connections",)], ids=["shared-primary", "own-primary"])
+def test_a_client_workload_gets_what_redis_alone_answers(servers, start_mirror, fresh_server, sharing) -> None:
+    mirror = start_mirror(servers, *sharing)
     through = run_both_protocols(mirror.port)
     code, out, err, document = mirror.stop()
     alone = fresh_server(config.BASELINE)
@@ -385,3 +386,67 @@ def test_connection_state_blocking_sharded_pubsub_and_tracking(servers, start_mi
     assert stats["GET"]["different"] == 0 and stats["SELECT"]["identical"] == 1
     assert stats["INVALIDATE"]["identical"] == 1
     assert not [r for r in document["differences"] if r["command"] not in ("HELLO", "CLIENT LIST")]
+
+
+REPLIES = [b"+OK\r\n", b"-ERR no\r\n", b":42\r\n", b"$3\r\nabc\r\n", b"$-1\r\n", b"$0\r\n\r\n", b"*-1\r\n", b"*0\r\n",
+           b"*2\r\n:1\r\n$2\r\nxy\r\n", b"*2\r\n*2\r\n$1\r\na\r\n*0\r\n$5\r\nhe\r\no\r\n", b"%1\r\n+k\r\n:1\r\n",
+           b"~1\r\n,1.5\r\n", b"|1\r\n+ttl\r\n:3\r\n$1\r\nv\r\n", b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n",
+           b"=7\r\ntxt:a\r\n\r\n", b"_\r\n", b"$70000\r\n" + b"x" * 70000 + b"\r\n"]
+
+
+def test_reply_boundaries_are_found_however_the_stream_is_split() -> None:
+    import random
+    rng = random.Random(7)
+    for _ in range(2000):
+        replies = [rng.choice(REPLIES) for _ in range(rng.randint(1, 6))]
+        stream = b"".join(replies)
+        expected = [sum(map(len, replies[:i + 1])) for i in range(len(replies))]
+        cuts = sorted(rng.sample(range(1, len(stream)), min(len(stream) - 1, rng.randint(0, 8))))
+        cutter, found, offset = ReplyCutter(), [], 0
+        for start, stop in zip([0, *cuts], [*cuts, len(stream)]):
+            found += [offset + end for end in cutter.feed(stream[start:stop])]
+            offset = stop
+        assert found == expected, (replies, cuts)
+        assert cutter.at_boundary
+    setinfo = b"*2\r\n$6\r\nclient\r\n$7\r\nsetinfo\r\n"
+    assert request_end(setinfo + b"*1", 0) == (len(setinfo), b"CLIENT", b"SETINFO")
+    assert request_end(b"*2\r\n$3\r\nGET\r\n$1\r\nk", 0)[0] == -1
+    with pytest.raises(FramingError):
+        request_end(b"GET k\r\n", 0)
+
+
+def _primary_connections(own: redis.Redis) -> int:
+    """Connections on the primary other than the test's own."""
+    mine = own.client_id()
+    return sum(1 for c in own.client_list() if int(c["id"]) != mine)
+
+
+def test_stateless_connections_share_the_primary_and_move_off_it_in_order(servers, start_mirror, fresh_server) -> None:
+    mirror = start_mirror(servers)
+    primary = redis.Redis(port=servers["primary"].port, socket_timeout=30)
+    apps = [mirror.client() for _ in range(4)]
+    for i, app in enumerate(apps):
+        assert app.set(f"s{i}", i) and app.get(f"s{i}") == str(i).encode()
+    assert _primary_connections(primary) == 1  # one shared connection for all four
+    # Pipelined across the move: replies owed on the shared connection come back before the own one's.
+    pipelined = [b"*3\r\n$3\r\nSET\r\n$1\r\nm\r\n$1\r\n1\r\n*2\r\n$4\r\nINCR\r\n$1\r\nm\r\n"
+                 b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*2\r\n$4\r\nINCR\r\n$1\r\nm\r\n*2\r\n$3\r\nGET\r\n$1\r\nm\r\n"]
+    assert _exchange(mirror.port, pipelined) == b"+OK\r\n:2\r\n+OK\r\n:3\r\n$1\r\n3\r\n$4\r\ndone\r\n"
+    # Causal order between a shared and an own connection, both ways, on every server: each INCR is sent
+    # after the other connection's was answered, so each server must count them in the same order.
+    moved = mirror.client()
+    moved.execute_command("SELECT", 0)
+    for i in range(150):
+        assert apps[0].incr("turns") == 2 * i + 1 and moved.incr("turns") == 2 * i + 2
+        assert moved.get("turns") == apps[1].get("turns")
+    for app in [*apps, moved]:
+        app.close()
+    code, _, err, document = mirror.stop()
+    assert code == 0, err
+    section = document["mirror"]
+    assert section["connections"]["own_primary_connection"] == {"SELECT": 2}
+    stats = section["commands"]
+    assert stats["INCRBY"]["identical"] == 300 and stats["INCR"]["identical"] == 2  # redis-py INCR is INCRBY
+    assert stats["GET"]["identical"] == 4 + 300 + 1
+    assert not [r for r in document["differences"] if r["command"] not in ("HELLO", "CLIENT LIST")]
+    primary.close()

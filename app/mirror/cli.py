@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="commands the candidate may owe before new ones are dropped from comparison")
     p.add_argument("--lost-after", type=float, default=Limits.lost_after_s, metavar="S",
                    help="a server that answers nothing for S seconds is lost (default %(default)g)")
+    p.add_argument("--own-primary-connections", action="store_true",
+                   help="give every application connection its own primary connection (default: stateless "
+                        "ones share one pipelined connection, fewer system calls; CLIENT LIST on the primary "
+                        "then shows the mirror's connections, not the application's)")
     p.add_argument("--fail-on-new", action="store_true", help="exit 6 when an undocumented difference was found")
     p.add_argument("--max-differences", type=int, default=12, metavar="N", help="findings listed at the end")
     return p
@@ -180,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         describe_targets(template, targets, clients)
         for client in clients.values():
             client.close()
-        limits = Limits(max_pending=args.max_pending, lost_after_s=args.lost_after)
+        limits = Limits(max_pending=args.max_pending, lost_after_s=args.lost_after,
+                        share_primary=not args.own_primary_connections)
         control = SECONDARY if SECONDARY in endpoints else None
         collector = Collector(PRIMARY, CANDIDATE, control, candidate_version(template), MAX_EXAMPLES, MAX_SIGNATURES)
         backends = [Backend(name, endpoints[name], limits) for name in (CANDIDATE, SECONDARY) if name in endpoints]

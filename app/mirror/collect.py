@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.captures import redact
+from app.mirror.framing import parse_one
 from app.mirror.lanes import NO_REPLY, Entry
+from app.mirror.policy import holds_credentials
+from app.mirror.raw_lanes import RawEntry
 from app.stream_compare import DIFFERENT, NOISE, Call, CommandStats, ReplyError, StreamComparator
 
 QUEUED = b"QUEUED"
@@ -61,6 +65,32 @@ class Collector:
             for queued in tx.deferred:
                 self.comparator.skip(queued.call, f"discarded by {entry.command}")
         self._judge(call, replies, entry.command)
+
+    def finish_raw(self, entry: RawEntry) -> None:
+        """A stateless connection's command, in raw bytes: the same bytes everywhere are identical
+        unparsed; anything else is parsed and judged like every other command."""
+        missing = entry.missing
+        if missing is not None:
+            reason = missing.get(self.candidate) or missing.get(self.baseline)
+            if reason is not None:
+                self.comparator.skip(self._raw_call(entry), reason)
+                return
+        replies = entry.replies
+        base = replies[self.baseline]
+        if all(value == base for value in replies.values()):
+            stats = self.comparator.stats.get(entry.command)
+            if stats is None:
+                stats = self.comparator.stats[entry.command] = CommandStats()
+            stats.calls += 1
+            stats.identical += 1
+            return
+        self._judge(self._raw_call(entry), {name: parse_one(raw) for name, raw in replies.items()}, entry.command)
+
+    @staticmethod
+    def _raw_call(entry: RawEntry) -> Call:
+        args = tuple(parse_one(entry.raw))
+        return Call(redact(args) if holds_credentials(entry.command, args) else args, session=entry.session.name,
+                    note=entry.note)
 
     def _exec(self, entry: Entry, replies: dict[str, Any], tx: Any) -> None:
         queued = tx.deferred

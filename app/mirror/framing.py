@@ -9,6 +9,7 @@ command boundary.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import hiredis
 
@@ -187,3 +188,121 @@ class ReplyFramer:
         while (frame := gets()) is not False:
             out.append(frame)
         return out
+
+
+# --- boundaries only, for the application's path: where requests and replies end, never their values --
+
+_AGGREGATES = {ord("*"): 1, ord("~"): 1, ord(">"): 1, ord("%"): 2, ord("|"): 2}  # elements per count
+_BLOBS = frozenset(b"$!=")
+_ATTRIBUTE = ord("|")
+
+
+class ReplyCutter:
+    """Where each reply ends in a server's byte stream (RESP2 and RESP3), chunk by chunk, in O(bytes):
+    a blob's body is skipped, never scanned, and only an unfinished header line is ever kept."""
+
+    __slots__ = ("_tail", "_skip", "_open")
+
+    def __init__(self) -> None:
+        self._tail = b""  # an unfinished header line from the last chunk
+        self._skip = 0    # body bytes (with their CRLF) of a blob still to come
+        self._open: list[int] = []  # elements still owed by each unfinished aggregate, innermost last
+
+    def feed(self, data: bytes) -> list[int]:
+        """Offsets in data just past each reply that ends in it."""
+        ends: list[int] = []
+        base = len(self._tail)
+        buf = self._tail + data if base else data
+        size, pos, opened = len(buf), 0, self._open
+        if self._skip:
+            if self._skip > size:
+                self._skip -= size
+                return ends
+            pos, self._skip = self._skip, 0
+            if self._element_done():
+                ends.append(pos - base)
+        while pos < size:
+            line = buf.find(b"\r\n", pos)
+            if line < 0:
+                break
+            kind = buf[pos]
+            try:
+                number = int(buf[pos + 1:line]) if kind in _BLOBS or kind in _AGGREGATES else 0
+            except ValueError:
+                raise FramingError(f"invalid length in reply: {bytes(buf[pos:line])[:40]!r}") from None
+            if kind in _BLOBS:
+                stop = line + 2 if number < 0 else line + 4 + number
+                if stop > size:
+                    self._skip, pos = stop - size, size
+                    break
+                pos = stop
+            else:
+                pos = line + 2
+                per = _AGGREGATES.get(kind)
+                if per is not None:
+                    count = number * per + (kind == _ATTRIBUTE)  # an attribute precedes the reply it describes
+                    if count > 0:
+                        opened.append(count)
+                        continue
+            if self._element_done():
+                ends.append(pos - base)
+        self._tail = bytes(buf[pos:]) if pos < size else b""
+        return ends
+
+    def _element_done(self) -> bool:
+        """One element finished: close the aggregates it completes; True when a whole reply is done."""
+        opened = self._open
+        while opened:
+            opened[-1] -= 1
+            if opened[-1]:
+                return False
+            opened.pop()
+        return True
+
+    @property
+    def at_boundary(self) -> bool:
+        return not (self._tail or self._skip or self._open)
+
+
+def parse_one(raw: bytes) -> Any:
+    """One whole request or reply, as ReplyFramer frames it (a request: a list of its arguments)."""
+    reader = hiredis.Reader()
+    reader.feed(raw)
+    return reader.gets()
+
+
+def request_end(buf: bytes | bytearray, pos: int) -> tuple[int, bytes, bytes]:
+    """Where the multibulk request starting at buf[pos] ends, with its first two arguments upper-cased
+    (the command and a subcommand, b"" when absent); (-1, b"", b"") when it is not all there yet.
+    FramingError for anything else (an inline request, a malformed one): the caller stops sharing."""
+    if buf[pos] != 0x2A:
+        raise FramingError("not a multibulk request")
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        return -1, b"", b""
+    try:
+        count = int(buf[pos + 1:end])
+    except ValueError:
+        raise FramingError("invalid multibulk length") from None
+    if count < 1:
+        raise FramingError("empty multibulk request")
+    pos, size, words = end + 2, len(buf), []
+    for index in range(count):
+        end = buf.find(b"\r\n", pos)
+        if end < 0:
+            return -1, b"", b""
+        if buf[pos] != 0x24:
+            raise FramingError("expected '$'")
+        try:
+            length = int(buf[pos + 1:end])
+        except ValueError:
+            raise FramingError("invalid bulk length") from None
+        if length < 0:
+            raise FramingError("invalid bulk length")
+        start = end + 2
+        pos = start + length + 2
+        if pos > size:
+            return -1, b"", b""
+        if index < 2:
+            words.append(bytes(buf[start:start + length]).upper())
+    return pos, words[0], words[1] if count > 1 else b""

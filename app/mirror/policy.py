@@ -44,6 +44,22 @@ BLOCKING = frozenset({"BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BLMPOP", "BZPOP
 # holds). The first of these gives the connection its own connection to each server from then on.
 PINNING = CONNECTION_STATE | BLOCKING | frozenset({"CLIENT ID", "CLIENT INFO", "CLIENT GETNAME", "CLIENT LIST"})
 
+# The application's connections start on one pipelined connection to the primary shared by all of them
+# (the primary and the proxy then make one system call per turn, not one per command). The first command
+# named here (by its first word) gives that application connection its own primary connection from then
+# on: it sets or reads connection state, blocks, closes or names its connection, or is primary-only.
+OWN_PRIMARY: frozenset[bytes] = frozenset(
+    name.split()[0].encode() for name in PINNING | PRIMARY_ONLY.keys() if not name.startswith("(")
+) | {b"QUIT", b"ASKING", b"CLIENT"} | SECRET_FINDERS.keys()  # the last may carry a password: primary only
+# ...except these subcommands, which change nothing another connection's replies depend on.
+SHARED_SUBCOMMANDS: dict[bytes, frozenset[bytes]] = {b"CLIENT": frozenset({b"SETINFO"})}
+
+
+def needs_own_primary(command: bytes, subcommand: bytes) -> bool:
+    """Upper-cased first two arguments of a request: must it leave the shared primary connection?"""
+    return command in OWN_PRIMARY and subcommand not in SHARED_SUBCOMMANDS.get(command, ())
+
+
 # Pub/sub frames, by their first element (lower case).
 CONFIRMS = {b"subscribe": "SUBSCRIBE", b"unsubscribe": "UNSUBSCRIBE", b"psubscribe": "PSUBSCRIBE",
             b"punsubscribe": "PUNSUBSCRIBE", b"ssubscribe": "SSUBSCRIBE", b"sunsubscribe": "SUNSUBSCRIBE"}
@@ -72,6 +88,11 @@ class Limits:
     connect_timeout_s: float = 5.0
     drain_s: float = 3.0               # at exit: how long to wait for the candidate's last replies
     message_grace_s: float = 2.0       # a closed subscriber's connections wait this long for owed messages
+    share_primary: bool = True         # stateless application connections share one primary connection
+    shadow_write_s: float = 0.001      # stateless commands to a shadow server are written this often...
+    shadow_write_bytes: int = 64 << 10  # ...or once this much has gathered (fewer system calls)
+    shared_request_max: int = 256 << 10  # a request still incomplete at this size gets its own primary
+                                         # connection and streams (the shared one takes whole requests only)
 
 
 # Commands that can carry a password (the rest are never checked, on the hot path).

@@ -1,26 +1,36 @@
 """The application's path: a byte pipe between each application connection and the primary, and a tee
 of both byte streams into the comparison side.
 
-The pipe never parses: client bytes are written to the primary, and the primary's bytes to the client,
-as they arrive (with back-pressure both ways). Each chunk is also appended to its session's tee, and the
-comparison side frames and sends the tee once per turn of the event loop, after every chunk of that turn
-has been forwarded. A shadow server that is slow, refuses, or dies never reaches this path.
+An application connection that holds no connection state shares one pipelined primary connection with
+every other such connection: its requests are cut at command boundaries (never parsed further), written
+once per turn of the event loop for all of them, and the primary's stream is cut at reply boundaries,
+each reply going back to its connection byte for byte, as it arrives. The first command that needs a
+connection of its own (policy.needs_own_primary) moves that application connection, once its shared
+replies are all back, to its own primary connection: a plain byte pipe from then on (with back-pressure
+both ways). Every chunk each way is also appended to its session's tee, and the comparison side frames
+and sends the tee once per turn, after every chunk of that turn has been forwarded. A shadow server that
+is slow, refuses, or dies never reaches this path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from typing import Any
 
 from app.mirror.collect import OUT_OF_SYNC_NOTE, Collector
-from app.mirror.framing import ReplyFramer, encode
-from app.mirror.policy import Limits
-from app.mirror.session import Session
+from app.mirror.framing import FramingError, ReplyCutter, ReplyFramer, encode, request_end
+from app.mirror.policy import Limits, needs_own_primary
+from app.mirror.raw_lanes import Batch, RawEntry, send_batch
+from app.mirror.session import STOPPED_REASON, Session
 from app.mirror.shadow import Backend, Endpoint, spawn
+from app.stream_compare import command_name
 
 PRIMARY_REFUSED = b"-ERR mirror: the primary refused the mirror's own login or SELECT\r\n"
 PRIMARY_UNREACHABLE = b"-ERR mirror: cannot reach the primary\r\n"
+PRIMARY_CLOSED = "the primary closed the shared connection before it answered"
+MAX_COMMAND_NAMES = 4096  # a cache: beyond it (random subcommands), names are computed each time
 
 
 class Mirror:
@@ -43,6 +53,9 @@ class Mirror:
         self._tick_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.server: asyncio.AbstractServer | None = None
+        self.shared_primary: SharedPrimary | None = None
+        self.moved_to_own: dict[str, int] = {}  # application connections given their own primary, by why
+        self.command_names: dict[tuple[bytes, bytes], str] = {}  # (COMMAND, SUBCOMMAND) -> report name
 
     @property
     def sync_note(self) -> str:
@@ -71,6 +84,24 @@ class Mirror:
                 session.process()
         for backend in self.backends:
             backend.flush_shared()  # one write per server for every stateless connection's commands
+
+    def primary_hub(self) -> "SharedPrimary":
+        hub = self.shared_primary
+        if hub is None or hub.closed:
+            hub = self.shared_primary = SharedPrimary(self)
+        return hub
+
+    def note_moved(self, why: str) -> None:
+        self.moved_to_own[why] = self.moved_to_own.get(why, 0) + 1
+
+    def command_name(self, command: bytes, subcommand: bytes) -> str:
+        key = (command, subcommand)
+        name = self.command_names.get(key)
+        if name is None:
+            name = command_name(key)
+            if len(self.command_names) < MAX_COMMAND_NAMES:
+                self.command_names[key] = name
+        return name
 
     def open_session(self) -> Session:
         self.sessions_opened += 1
@@ -114,6 +145,8 @@ class Mirror:
         """Stop: every session's lanes closed, every command still waiting counted as not compared."""
         if self.server is not None:
             self.server.close()
+        if self.shared_primary is not None:
+            self.shared_primary.abandon(STOPPED_REASON.format(name=self.baseline))
         for session in list(self.sessions):
             session.shutdown()
         for backend in self.backends:
@@ -122,21 +155,186 @@ class Mirror:
             self.session_done(session)
 
 
+class SharedPrimary(asyncio.Protocol):
+    """One pipelined primary connection for every stateless application connection: whole requests in,
+    written once per turn; the reply stream cut at reply boundaries, each piece to its connection."""
+
+    def __init__(self, mirror: Mirror) -> None:
+        self.mirror = mirror
+        self.transport: asyncio.Transport | None = None
+        self.ready = False
+        self.closed = False
+        self.out: list[bytes] = []
+        self.batch: list[RawEntry] = []  # the commands in out
+        self.owed: deque[RawEntry] = deque()  # sent (or to be), not answered, in order
+        self.pieces: list[bytes] = []  # the head's reply so far, when it spans chunks
+        self.cutter = ReplyCutter()
+        self.setup_left = 0
+        self._flush_scheduled = False
+        self.clients: set[ClientSide] = set()  # paused together when the primary reads slowly
+        spawn(self._connect())
+
+    async def _connect(self) -> None:
+        endpoint = self.mirror.primary_endpoint
+        try:
+            await asyncio.wait_for(asyncio.get_running_loop().create_connection(
+                lambda: self, endpoint.host, endpoint.port, ssl=endpoint.ssl_context()),
+                self.mirror.limits.connect_timeout_s)
+        except (OSError, asyncio.TimeoutError):
+            self.mirror.primary_failures += 1
+            self._fail(PRIMARY_UNREACHABLE)
+
+    def send(self, client: "ClientSide", data: bytes, entries: list[RawEntry]) -> None:
+        self.owed.extend(entries)
+        self.batch.extend(entries)
+        client.shared_owed += len(entries)
+        self.out.append(data)
+        if self.ready and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.mirror._loop.call_soon(self.flush)  # type: ignore[union-attr]
+
+    def flush(self) -> None:
+        """One write for every connection's requests of this turn; then the same bytes to the shadows."""
+        self._flush_scheduled = False
+        if self.out and self.ready:
+            data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
+            batch = Batch(data, self.batch, self.mirror.primary_seq)
+            self.out, self.batch = [], []
+            self.transport.write(data)  # type: ignore[union-attr]
+            mirror = self.mirror
+            send_batch(mirror.backends, batch, mirror.collector.finish_raw)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(high=1 << 20)  # type: ignore[attr-defined]
+        setup = self.mirror.primary_endpoint.setup_commands()
+        if setup:  # the mirror's own login: its replies are read here and never reach the application
+            self.setup_left = len(setup)
+            transport.write(b"".join(encode(c) for c in setup))  # type: ignore[attr-defined]
+        else:
+            self._ready()
+
+    def _ready(self) -> None:
+        self.ready = True
+        self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            ends = self.cutter.feed(data)
+        except FramingError:
+            self._fail(b"")
+            return
+        start, taken = 0, 0
+        if self.setup_left:
+            while taken < len(ends) and self.setup_left:
+                self.setup_left -= 1
+                if data[start:start + 1] == b"-":
+                    self.mirror.primary_failures += 1
+                    self._fail(PRIMARY_REFUSED)
+                    return
+                start = ends[taken]
+                taken += 1
+            if self.setup_left:
+                return
+            self._ready()
+        owed, mirror = self.owed, self.mirror
+        baseline, clock, done = mirror.baseline, time.monotonic(), []
+        group, group_start, count = None, start, 0
+        for end in ends[taken:]:
+            if not owed:
+                break  # nothing asked for it (cannot happen with whole requests): not guessed
+            entry = owed.popleft()
+            piece = data[start:end]
+            if self.pieces:
+                self.pieces.append(piece)
+                piece = b"".join(self.pieces)
+                self.pieces = []
+            entry.replies[baseline] = piece
+            entry.seq = mirror.primary_seq
+            mirror.primary_seq += 1
+            entry.primary_at = clock
+            done.append(entry)
+            if entry.client is not group:
+                if group is not None:
+                    group.shared_reply(data[group_start:start], count)
+                group, group_start, count = entry.client, start, 0
+            count += 1
+            start = end
+        if group is not None:
+            group.shared_reply(data[group_start:start], count)
+        if start < len(data) and owed:  # a reply still coming: what is here so far is the head's
+            rest = data[start:]
+            self.pieces.append(rest)
+            owed[0].client.shared_reply(rest, 0)
+        finish = mirror.collector.finish_raw
+        for entry in done:
+            entry.left -= 1
+            if not entry.left:
+                finish(entry)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(b"")
+
+    def _fail(self, reply: bytes) -> None:
+        """The shared connection is gone: every application connection still owed a reply on it is closed
+        (as the primary closing its own connection would), the others go on over a new one."""
+        self.abandon(PRIMARY_CLOSED, reply)
+
+    def abandon(self, reason: str, reply: bytes = b"") -> None:
+        """Every command still owed here is not compared, for `reason`."""
+        self.closed = True
+        self.ready = False
+        mirror = self.mirror
+        owed, unsent = list(self.owed), self.batch
+        self.owed, self.out, self.batch = deque(), [], []
+        finish = mirror.collector.finish_raw
+        for entry in owed:
+            entry.client.primary_gone(reply)
+            entry.seq = mirror.primary_seq  # for causal order, as good as answered
+            mirror.primary_seq += 1
+            entry.give_up(mirror.baseline, reason, finish)
+        for entry in unsent:  # never given to the shadows either
+            for backend in mirror.backends:
+                entry.give_up(backend.name, reason, finish)
+        if self.transport is not None:
+            self.transport.close()
+
+    def pause_writing(self) -> None:  # the primary reads slowly: stop reading the applications
+        for client in self.clients:
+            client.transport.pause_reading()  # type: ignore[union-attr]
+
+    def resume_writing(self) -> None:
+        for client in self.clients:
+            client.transport.resume_reading()  # type: ignore[union-attr]
+
+
 class ClientSide(asyncio.Protocol):
-    """The application's connection: bytes to the primary as they come, and a copy to the tee."""
+    """The application's connection: whole requests to the shared primary connection, or, once it needs
+    one, bytes to its own primary connection as they come; a copy of everything to the tee."""
 
     def __init__(self, mirror: Mirror) -> None:
         self.mirror = mirror
         self.transport: asyncio.Transport | None = None
         self.primary: PrimarySide | None = None
         self.primary_write = None
-        self.early: list[bytes] = []  # before the primary connection is up
+        self.early: list[bytes] = []  # for its own primary connection, before it may be written
         self.session: Session | None = None
+        self.hub: SharedPrimary | None = None  # while on the shared primary connection
+        self.partial = bytearray()  # an unfinished request (the shared connection takes whole ones)
+        self.shared_owed = 0  # replies the shared connection still owes it
+        self.last_shared: RawEntry | None = None  # its last command there
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(high=1 << 20)  # type: ignore[attr-defined]
         self.session = self.mirror.open_session()
+        if self.mirror.limits.share_primary:
+            self.hub = self.mirror.primary_hub()
+            self.hub.clients.add(self)
+        else:
+            self._own_primary()
+
+    def _own_primary(self) -> None:
         self.primary = PrimarySide(self)
         spawn(self._connect())
 
@@ -148,38 +346,122 @@ class ClientSide(asyncio.Protocol):
                 self.mirror.limits.connect_timeout_s)
         except (OSError, asyncio.TimeoutError):
             self.mirror.primary_failures += 1
-            if self.transport is not None:
-                self.transport.write(PRIMARY_UNREACHABLE)
-                self.transport.close()
+            self.primary_gone(PRIMARY_UNREACHABLE)
 
     def primary_ready(self, transport: asyncio.Transport) -> None:
+        if self.shared_owed:
+            return  # written once the shared connection has answered everything it was sent
         self.primary_write = transport.write
         for chunk in self.early:
             transport.write(chunk)
         self.early = []
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        write = self.primary_write
-        if write is not None:
-            write(data)
+        if self.hub is not None:
+            self._to_shared(data)
+            return
+        if self.primary_write is not None:
+            self.primary_write(data)
         else:
             self.early.append(data)
         session = self.session
         session.requests.append(data)
         self.mirror.schedule(session)
 
+    def _to_shared(self, data: bytes) -> None:
+        """Whole requests to the shared connection, up to the first that needs a connection of its own."""
+        mirror = self.mirror
+        if self.hub.closed:  # type: ignore[union-attr]  # the primary closed it while this one owed nothing
+            self.hub = mirror.primary_hub()
+            self.hub.clients.add(self)
+        partial = self.partial
+        if partial:
+            partial += data
+            buf: bytes | bytearray = partial
+        else:
+            buf = data
+        pos, size, entries, why = 0, len(buf), [], None
+        session, note, servers, name = self.session, mirror.sync_note, 1 + len(mirror.backends), mirror.command_name
+        try:
+            while pos < size:
+                end, command, subcommand = request_end(buf, pos)
+                if end < 0:
+                    if size - pos >= mirror.limits.shared_request_max:
+                        why = "a request too big to wait for"
+                    break
+                if needs_own_primary(command, subcommand):
+                    why = command.decode("latin-1")
+                    break
+                entries.append(RawEntry(bytes(buf[pos:end]), name(command, subcommand), session, self, note, servers))
+                pos = end
+        except FramingError:
+            why = "an inline or malformed request"
+        if entries:
+            mirror.collector.commands += len(entries)
+            self.hub.send(self, data if pos == size and buf is data else bytes(buf[:pos]), entries)  # type: ignore[union-attr]
+            self.last_shared = entries[-1]
+        if why is not None:
+            self._move(bytes(buf[pos:]), why)
+        elif partial:
+            del partial[:pos]
+        elif pos < size:
+            self.partial = bytearray(data[pos:])
+
+    def _move(self, rest: bytes, why: str) -> None:
+        """From here on its own primary connection, written once its shared replies are all back, and its
+        own connection to each shadow server, used once its shared commands are answered there."""
+        mirror, session = self.mirror, self.session
+        mirror.note_moved(why)
+        self.hub.clients.discard(self)  # type: ignore[union-attr]
+        self.hub, self.partial = None, bytearray()
+        if self.last_shared is not None:
+            session.last_shared = {backend.name: self.last_shared for backend in mirror.backends}
+            self.last_shared = None
+        session.pin()
+        if rest:
+            self.early.append(rest)
+            session.requests.append(rest)
+            mirror.schedule(session)
+        self.transport.pause_reading()  # type: ignore[union-attr]  # until its own connection is written
+        self._own_primary()
+
+    def shared_reply(self, data: bytes, replies: int) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(data)
+        if replies:
+            self.shared_owed -= replies
+            if not self.shared_owed and self.primary is not None and self.primary.ready:
+                self.primary_ready(self.primary.transport)  # type: ignore[arg-type]
+
+    def primary_gone(self, reply: bytes) -> None:
+        """The primary closed or refused its connection: close the application's, as the primary would."""
+        if self.transport is not None and not self.transport.is_closing():
+            if reply:
+                self.transport.write(reply)
+            self.transport.close()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.hub is not None:
+            self.hub.clients.discard(self)
         primary = self.primary
         if primary is not None and primary.transport is not None:
             primary.transport.close()
         self.session.close()
 
     def pause_writing(self) -> None:  # the application reads slowly: slow the primary down, not the mirror
-        if self.primary and self.primary.transport:
+        if self.hub is not None:
+            self.transport.pause_reading()  # type: ignore[union-attr]  # no new requests; the shared one goes on
+        elif self.primary and self.primary.transport:
             self.primary.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.primary and self.primary.transport:
+        if self.hub is not None:
+            self.transport.resume_reading()  # type: ignore[union-attr]
+        elif self.primary and self.primary.transport:
             self.primary.transport.resume_reading()
 
 
@@ -192,6 +474,7 @@ class PrimarySide(asyncio.Protocol):
         self.setup_left = 0
         self.setup_framer: ReplyFramer | None = None
         self.client_write = None
+        self.ready = False  # the mirror's own login is done
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -207,6 +490,7 @@ class PrimarySide(asyncio.Protocol):
             self.setup_framer = ReplyFramer()
             transport.write(b"".join(encode(c) for c in setup))  # type: ignore[attr-defined]
         else:
+            self.ready = True
             client.primary_ready(self.transport)
 
     def data_received(self, data: bytes) -> None:
@@ -228,6 +512,7 @@ class PrimarySide(asyncio.Protocol):
                 self.transport.close()
                 return
         if not self.setup_left:
+            self.ready = True
             self.client.primary_ready(self.transport)
 
     def connection_lost(self, exc: Exception | None) -> None:

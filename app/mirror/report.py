@@ -44,9 +44,10 @@ def mirror_section(mirror: Mirror, listen: str, final: bool) -> dict[str, Any]:
             name.split(" ")[0]) or PRIMARY_ONLY["(credentials)"]} for name, count in sorted(collector.primary_only.items())},
         "connections": {"opened": mirror.sessions_opened, "open": len(mirror.sessions),
                         "not_compared": dict(mirror.sessions_not_compared),
-                        "primary_unreachable_or_refused": mirror.primary_failures},
+                        "primary_unreachable_or_refused": mirror.primary_failures,
+                        "own_primary_connection": dict(mirror.moved_to_own)},
         "limits": {"max_pending": limits.max_pending, "max_pending_bytes": limits.max_pending_bytes,
-                   "lost_after_s": limits.lost_after_s, "max_examples": comparator.max_examples,
+                   "lost_after_s": limits.lost_after_s, "share_primary": limits.share_primary, "max_examples": comparator.max_examples,
                    "max_signatures": comparator.max_signatures},
     }
 

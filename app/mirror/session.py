@@ -89,7 +89,7 @@ class Session:
         self.primary.push(entry)
         if reason is None:
             if not self.pinned and command in PINNING:
-                self._pin()
+                self.pin()
             pinned = self.pinned
             for backend in mirror.backends:
                 if pinned:
@@ -102,7 +102,7 @@ class Session:
         entry.awaiting -= 1
         self.settled(entry)
 
-    def _pin(self) -> None:
+    def pin(self) -> None:
         """Own connections to every shadow server from now on, after its shared ones have answered."""
         mirror = self.mirror
         for backend in mirror.backends:

@@ -81,6 +81,7 @@ class Backend:
         self.outstanding_pinned: deque[Entry] = deque()
         self.blocked: set[ShadowLane] = set()
         self.shared: ShadowLane | None = None
+        self.raw: Any = None  # raw_lanes.RawShadowLane: the stateless connections' commands, in raw bytes
         self.client_ids: dict[int, Any] = {}
         self._probing = False
         self._first_close_at: str | None = None
@@ -93,16 +94,25 @@ class Backend:
             outstanding.popleft()
         return outstanding[0].seq if outstanding else INFINITE
 
+    def pinned_frontier(self) -> float:
+        return self._frontier(self.outstanding_pinned)
+
     def frontier(self, lane: "ShadowLane") -> float:
         """The primary-answer number before which everything a lane must wait for is answered here. The
-        shared connection answers in its own order, so it waits only for the other connections."""
+        shared connections answer in their own order, so they wait only for the pinned ones."""
         pinned = self._frontier(self.outstanding_pinned)
-        return pinned if lane.shared else min(pinned, self._frontier(self.outstanding_shared))
+        if lane.shared:
+            return pinned
+        raw = self.raw.frontier() if self.raw is not None else INFINITE
+        return min(pinned, self._frontier(self.outstanding_shared), raw)
 
     def lag_s(self, clock: float) -> float:
         """How long ago the primary answered the oldest command this server has not answered yet."""
         heads = [q[0].primary_at for q in (self.outstanding_shared, self.outstanding_pinned)
                  if self._frontier(q) != INFINITE]
+        oldest = self.raw.oldest() if self.raw is not None else None
+        if oldest is not None and oldest.seq >= 0:
+            heads.append(oldest.primary_at)
         lag = clock - min(heads) if heads else 0.0
         self.max_lag_s = max(self.max_lag_s, lag)
         return lag
