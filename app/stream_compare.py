@@ -172,20 +172,41 @@ def _short(value: Any) -> Any:
 
 # --- the catalogue, for calls -----------------------------------------------------------------------
 
+class CallRules:
+    """Catalogue entries with their `calls` rules indexed by command name: a stream with many differences
+    (a candidate out of sync) looks each one up, and most commands have no rule at all."""
+
+    def __init__(self, entries: Iterable[dict[str, Any]]) -> None:
+        self.entries = list(entries)
+        self._by_command: dict[str, list[tuple[int, dict[str, Any], dict[str, Any]]]] = {}
+        order = 0
+        for entry in self.entries:
+            for rule in entry.get("calls", []):
+                self._by_command.setdefault(rule["command"].upper(), []).append((order, rule, entry))
+                order += 1
+
+    def rules_for(self, command: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(rule, entry) naming this command or, for "CLIENT LIST", its container; in catalogue order."""
+        found = list(self._by_command.get(command, ()))
+        if " " in command:
+            found += self._by_command.get(command.split(" ", 1)[0], ())
+            found.sort(key=lambda item: item[0])
+        return [(rule, entry) for _, rule, entry in found]
+
+
 def find_call_entry(command: str, args: Sequence[bytes], baseline: Any, candidate: Any,
-                    entries: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+                    entries: Iterable[dict[str, Any]] | CallRules) -> dict[str, Any] | None:
     """The catalogue entry that documents this call's difference, or None.
 
     An entry's `calls` rules match a command and a glob over its arguments (and optionally over either
     reply's text); failing those, an entry documents a command the baseline does not know when it names
     that command in its `commands` (HSETEX unknown to Redis 7.2: VK90-HASH-FIELD-EXPIRATION)."""
-    entries = list(entries)
-    text = args_text(args, limit=10_000).upper()
-    replies = {"baseline": json.dumps(baseline, default=str), "candidate": json.dumps(candidate, default=str)}
-    for entry in entries:
-        for rule in entry.get("calls", []):
-            if rule["command"].upper() != command and not command.startswith(rule["command"].upper() + " "):
-                continue
+    rules = entries if isinstance(entries, CallRules) else CallRules(entries)
+    candidates = rules.rules_for(command)
+    if candidates:
+        text = args_text(args, limit=10_000).upper()
+        replies = {"baseline": json.dumps(baseline, default=str), "candidate": json.dumps(candidate, default=str)}
+        for rule, entry in candidates:
             if not fnmatchcase(text, rule.get("args", "*").upper()):
                 continue
             if all(fnmatchcase(replies[side], rule[side]) for side in ("baseline", "candidate") if side in rule):
@@ -193,7 +214,7 @@ def find_call_entry(command: str, args: Sequence[bytes], baseline: Any, candidat
     if kind_of(baseline, candidate) == "availability":
         unknown_here = (_error(baseline) or "").startswith(UNAVAILABLE)
         names = {command, command.split(" ")[0]} if unknown_here else set()
-        return next((e for e in entries if names & set(e.get("commands", []))), None)
+        return next((e for e in rules.entries if names & set(e.get("commands", []))), None)
     return None
 
 
@@ -258,7 +279,7 @@ class StreamComparator:
         self.source = source
         self.max_examples, self.max_signatures = max_examples, max_signatures
         versions = candidate_versions or {}
-        self._entries = {c: usable_entries(versions.get(c)) for c in self.candidates}
+        self._entries = {c: CallRules(usable_entries(versions.get(c))) for c in self.candidates}
         self.stats: dict[str, CommandStats] = {}
         self.signatures: dict[tuple[Any, ...], Signature] = {}
         self.noise_signatures: dict[tuple[str, str, str], int] = {}

@@ -1,7 +1,7 @@
 """The mirror's cost to the application: redis-benchmark through the proxy against the same run
 directly on Redis, with the candidate comparison on, and with the candidate frozen (SIGSTOP) for 10 s.
 
-Usage: python -m bench.mirror [--rounds 2] [--requests 200000] [--profile S] [--json PATH]
+Usage: python -m bench.mirror [--rounds 2] [--requests 200000] [--profile S] [--json PATH] [--mirror-args ARGS]
   direct    redis-benchmark -t set,get,lpush,hset -c 50 -n N -d 100 on the primary Redis
   proxied   the same through ./rvc mirror (primary Redis, candidate Valkey, secondary Redis)
   frozen    proxied, the candidate stopped with SIGSTOP 1 s in, for 10 s: the application's figures,
@@ -231,11 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--requests", type=int, default=200_000)
     p.add_argument("--profile", type=float, default=0.0, metavar="S", help="py-spy the proxy for S seconds")
     p.add_argument("--json", metavar="PATH")
+    p.add_argument("--mirror-args", default="", metavar="ARGS",
+                   help="more ./rvc mirror options, e.g. --mirror-args=--own-primary-connections")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    extra = args.mirror_args.split()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}", flush=True)
     started = embedded_trio()
     targets = dict(zip(("primary", "secondary", "candidate"), started))
@@ -246,11 +249,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             saved["direct"].append(bench_run(targets["primary"].server.port, args.requests))
             saved.setdefault("direct_light", []).append(
                 bench_run(targets["primary"].server.port, LIGHT_REQUESTS, LIGHT_TESTS, 1))
-            saved["proxied"].append(proxied(targets, args.requests, light=LIGHT_REQUESTS))
-            saved["frozen"].append(proxied(targets, args.requests, freeze=targets["candidate"]))
+            saved["proxied"].append(proxied(targets, args.requests, light=LIGHT_REQUESTS, extra=extra))
+            saved["frozen"].append(proxied(targets, args.requests, freeze=targets["candidate"], extra=extra))
             print(f"round {number}/{args.rounds} done", flush=True)
         if args.profile:
-            saved["profiled"] = proxied(targets, args.requests, profile_s=args.profile)
+            saved["profiled"] = proxied(targets, args.requests, profile_s=args.profile, extra=extra)
     finally:
         for target in started:
             target.stop()

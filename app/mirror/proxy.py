@@ -1,15 +1,16 @@
-"""The application's path: a byte pipe between each application connection and the primary, and a tee
-of both byte streams into the comparison side.
+"""The application's path: application connections to the primary, and what the comparison side gets.
 
 An application connection that holds no connection state shares one pipelined primary connection with
 every other such connection: its requests are cut at command boundaries (never parsed further), written
 once per turn of the event loop for all of them, and the primary's stream is cut at reply boundaries,
-each reply going back to its connection byte for byte, as it arrives. The first command that needs a
-connection of its own (policy.needs_own_primary) moves that application connection, once its shared
-replies are all back, to its own primary connection: a plain byte pipe from then on (with back-pressure
-both ways). Every chunk each way is also appended to its session's tee, and the comparison side frames
-and sends the tee once per turn, after every chunk of that turn has been forwarded. A shadow server that
-is slow, refuses, or dies never reaches this path.
+each reply going back to its connection byte for byte, as it arrives. Each of those commands is a raw
+entry (raw_lanes.py) that the same turn hands, with the same bytes, to the shadow servers.
+
+The first command that needs a connection of its own (policy.needs_own_primary) moves that application
+connection, once its shared replies are all back, to its own primary connection: a plain byte pipe from
+then on (with back-pressure both ways), whose chunks each way are also appended to its session's tee for
+the comparison side (session.py), framed once per turn after every chunk of that turn was forwarded.
+A shadow server that is slow, refuses, or dies never reaches this path.
 """
 
 from __future__ import annotations
@@ -172,6 +173,7 @@ class SharedPrimary(asyncio.Protocol):
         self.setup_left = 0
         self._flush_scheduled = False
         self.clients: set[ClientSide] = set()  # paused together when the primary reads slowly
+        self._loop = asyncio.get_running_loop()
         spawn(self._connect())
 
     async def _connect(self) -> None:
@@ -191,7 +193,7 @@ class SharedPrimary(asyncio.Protocol):
         self.out.append(data)
         if self.ready and not self._flush_scheduled:
             self._flush_scheduled = True
-            self.mirror._loop.call_soon(self.flush)  # type: ignore[union-attr]
+            self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """One write for every connection's requests of this turn; then the same bytes to the shadows."""
