@@ -18,6 +18,8 @@ from typing import Any
 import jsonschema
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from app import config
 from app.mirror.framing import FramingError, ReplyCutter, RequestFramer, request_end, split_inline
@@ -450,3 +452,48 @@ def test_stateless_connections_share_the_primary_and_move_off_it_in_order(server
     assert stats["GET"]["identical"] == 4 + 300 + 1
     assert not [r for r in document["differences"] if r["command"] not in ("HELLO", "CLIENT LIST")]
     primary.close()
+
+
+def test_large_values_and_long_pipelines_pass_the_shared_connection_intact(servers, start_mirror) -> None:
+    mirror = start_mirror(servers)
+    big = os.urandom(3 << 20)  # a 3 MB request: too big to wait for, so its connection moves and streams
+    writer = mirror.client()
+    assert writer.set("big", big)
+    reader = mirror.client()  # stateless: the 3 MB reply streams back through the shared connection
+    assert reader.get("big") == big and reader.strlen("big") == len(big)
+    pipe = reader.pipeline(transaction=False)
+    for i in range(5000):  # requests split across many reads, replies across many chunks
+        pipe.set(f"p{i}", "x" * (i % 300)).get(f"p{i}")
+    replies = pipe.execute()
+    assert replies[1::2] == [b"x" * (i % 300) for i in range(5000)] and all(replies[0::2])
+    for conn in (writer, reader):
+        conn.close()
+    code, _, err, document = mirror.stop()
+    assert code == 0, err
+    section = document["mirror"]
+    assert section["connections"]["own_primary_connection"] == {"a request too big to wait for": 1}
+    stats = section["commands"]
+    assert stats["GET"]["identical"] == 5001 and stats["SET"]["identical"] == 5001
+    assert not [r for r in document["differences"] if r["command"] not in ("HELLO", "CLIENT LIST")]
+
+
+def test_when_the_primary_drops_the_shared_connection_only_its_waiting_clients_are_closed(servers, start_mirror) -> None:
+    mirror = start_mirror(servers)
+    primary = redis.Redis(port=servers["primary"].port, socket_timeout=30)
+    idle, busy = mirror.client(), mirror.client(retry=Retry(NoBackoff(), 0))  # redis-py would retry
+    assert idle.set("k", 1) and busy.set("k", 2)
+    primary.set("wide", "w" * 100_000)
+    # The primary closes a connection whose output passes its limit: the shared one, while busy waits on it.
+    primary.config_set("client-output-buffer-limit", "normal 1024 1024 0")
+    with pytest.raises(redis.ConnectionError):
+        busy.get("wide")  # as if its own connection had been closed by the primary
+    primary.config_set("client-output-buffer-limit", "normal 0 0 0")
+    assert idle.get("k") == b"2"  # idle owed nothing then: it goes on over a new shared connection
+    assert _primary_connections(primary) == 1
+    idle.close()
+    primary.close()
+    code, _, err, document = mirror.stop()
+    assert code == 0, err
+    stats = document["mirror"]["commands"]["GET"]
+    assert stats["identical"] == 1 and stats["skip_reasons"] == {
+        "the primary closed the shared connection before it answered": 1}
