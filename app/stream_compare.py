@@ -291,6 +291,15 @@ class StreamComparator:
             stats = self.stats[command] = CommandStats()
         return stats
 
+    def count_identical(self, command: str) -> None:
+        """A call whose replies are the same everywhere, counted without the comparator's work (the
+        bulk of any stream: callers check sameness in the cheapest way their replies allow)."""
+        stats = self.stats.get(command)
+        if stats is None:
+            stats = self.stats[command] = CommandStats()
+        stats.calls += 1
+        stats.identical += 1
+
     def skip(self, call: Call, reason: str) -> None:
         stats = self._stats(command_name(call.args))
         stats.calls += 1

@@ -316,7 +316,8 @@ def test_a_dead_candidate_is_reported_and_never_reaches_the_client(servers, star
     assert code == 0, err
     assert cand["lost_at"] and "closed" in cand["lost_reason"] and "reconnecting failed" in cand["lost_reason"]
     stats = document["mirror"]["commands"]["SET"]
-    assert stats["identical"] >= 200 and any("candidate lost" in r or "closed" in r for r in stats["skip_reasons"])
+    # The last commands before the kill may still have been on their way (gathered for up to 1 ms).
+    assert stats["identical"] >= 200 - 5 and any("candidate lost" in r or "closed" in r for r in stats["skip_reasons"])
     assert "LOST at" in out
 
 
@@ -411,7 +412,7 @@ def test_reply_boundaries_are_found_however_the_stream_is_split() -> None:
         assert found == expected, (replies, cuts)
         assert cutter.at_boundary
     setinfo = b"*2\r\n$6\r\nclient\r\n$7\r\nsetinfo\r\n"
-    assert request_end(setinfo + b"*1", 0) == (len(setinfo), b"CLIENT", b"SETINFO")
+    assert request_end(setinfo + b"*1", 0) == (len(setinfo), b"CLIENT", b"SETINFO", 2)
     assert request_end(b"*2\r\n$3\r\nGET\r\n$1\r\nk", 0)[0] == -1
     with pytest.raises(FramingError):
         request_end(b"GET k\r\n", 0)
@@ -430,6 +431,14 @@ def test_stateless_connections_share_the_primary_and_move_off_it_in_order(server
     for i, app in enumerate(apps):
         assert app.set(f"s{i}", i) and app.get(f"s{i}") == str(i).encode()
     assert _primary_connections(primary) == 1  # one shared connection for all four
+    # redis-py's default handshake (HELLO 3, CLIENT SETINFO, CLIENT MAINT_NOTIFICATIONS): one RESP3 one.
+    resp3 = [redis.Redis(port=mirror.port, socket_timeout=30) for _ in range(3)]
+    for i, app in enumerate(resp3):
+        assert app.hset(f"h{i}", "f", i) == 1 and app.hgetall(f"h{i}") == {b"f": str(i).encode()}
+    assert _primary_connections(primary) == 2
+    raw3 = _exchange(mirror.port, [b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n*4\r\n$4\r\nZADD\r\n$1\r\nz\r\n$3\r\n1.5\r\n$1\r\na\r\n"
+                                   b"*3\r\n$6\r\nZSCORE\r\n$1\r\nz\r\n$1\r\na\r\n"])
+    assert raw3.startswith(b"%7\r\n") and raw3.endswith(b":1\r\n,1.5\r\n$4\r\ndone\r\n")  # RESP3 all through
     # Pipelined across the move: replies owed on the shared connection come back before the own one's.
     pipelined = [b"*3\r\n$3\r\nSET\r\n$1\r\nm\r\n$1\r\n1\r\n*2\r\n$4\r\nINCR\r\n$1\r\nm\r\n"
                  b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*2\r\n$4\r\nINCR\r\n$1\r\nm\r\n*2\r\n$3\r\nGET\r\n$1\r\nm\r\n"]
@@ -441,12 +450,14 @@ def test_stateless_connections_share_the_primary_and_move_off_it_in_order(server
     for i in range(150):
         assert apps[0].incr("turns") == 2 * i + 1 and moved.incr("turns") == 2 * i + 2
         assert moved.get("turns") == apps[1].get("turns")
-    for app in [*apps, moved]:
+    for app in [*apps, *resp3, moved]:
         app.close()
     code, _, err, document = mirror.stop()
     assert code == 0, err
     section = document["mirror"]
-    assert section["connections"]["own_primary_connection"] == {"SELECT": 2}
+    # Moved: the pipeline and the client at SELECT; the RESP3 exchange at its final inline PING.
+    assert section["connections"]["own_primary_connection"] == {"SELECT": 2, "an inline or malformed request": 1}
+    assert section["commands"]["HGETALL"]["identical"] == 3 and section["commands"]["ZSCORE"]["identical"] == 1
     stats = section["commands"]
     assert stats["INCRBY"]["identical"] == 300 and stats["INCR"]["identical"] == 2  # redis-py INCR is INCRBY
     assert stats["GET"]["identical"] == 4 + 300 + 1

@@ -11,7 +11,7 @@ from app.mirror.framing import parse_one
 from app.mirror.lanes import NO_REPLY, Entry
 from app.mirror.policy import holds_credentials
 from app.mirror.raw_lanes import RawEntry
-from app.stream_compare import DIFFERENT, NOISE, Call, CommandStats, ReplyError, StreamComparator
+from app.stream_compare import DIFFERENT, NOISE, Call, ReplyError, StreamComparator
 
 QUEUED = b"QUEUED"
 _PLAIN = (bytes, int)  # reply types that are the same value whatever the command (no order, no shape)
@@ -78,11 +78,7 @@ class Collector:
         replies = entry.replies
         base = replies[self.baseline]
         if all(value == base for value in replies.values()):
-            stats = self.comparator.stats.get(entry.command)
-            if stats is None:
-                stats = self.comparator.stats[entry.command] = CommandStats()
-            stats.calls += 1
-            stats.identical += 1
+            self.comparator.count_identical(entry.command)
             return
         self._judge(self._raw_call(entry), {name: parse_one(raw) for name, raw in replies.items()}, entry.command)
 
@@ -116,11 +112,7 @@ class Collector:
         if command is not None and type(base) in _PLAIN and all(v == base and type(v) is type(base)
                                                                  for v in replies.values()):
             # The same simple reply everywhere (most of any stream): identical, as the comparator would judge it.
-            stats = self.comparator.stats.get(command)
-            if stats is None:
-                stats = self.comparator.stats[command] = CommandStats()
-            stats.calls += 1
-            stats.identical += 1
+            self.comparator.count_identical(command)
             return
         outcome = self.comparator.add(call, replies).get(self.candidate)
         if outcome == DIFFERENT:

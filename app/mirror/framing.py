@@ -271,38 +271,40 @@ def parse_one(raw: bytes) -> Any:
     return reader.gets()
 
 
-def request_end(buf: bytes | bytearray, pos: int) -> tuple[int, bytes, bytes]:
+def _length(buf: bytes | bytearray, pos: int, end: int, what: str) -> int:
+    try:
+        return int(buf[pos + 1:end])
+    except ValueError:
+        raise FramingError(f"invalid {what} length") from None
+
+
+def request_end(buf: bytes | bytearray, pos: int) -> tuple[int, bytes, bytes, int]:
     """Where the multibulk request starting at buf[pos] ends, with its first two arguments upper-cased
-    (the command and a subcommand, b"" when absent); (-1, b"", b"") when it is not all there yet.
-    FramingError for anything else (an inline request, a malformed one): the caller stops sharing."""
+    (the command and a subcommand, b"" when absent) and how many arguments it has; (-1, b"", b"", 0)
+    when it is not all there yet. FramingError for anything else (an inline request, a malformed one):
+    the caller stops sharing."""
     if buf[pos] != 0x2A:
         raise FramingError("not a multibulk request")
     end = buf.find(b"\r\n", pos)
     if end < 0:
-        return -1, b"", b""
-    try:
-        count = int(buf[pos + 1:end])
-    except ValueError:
-        raise FramingError("invalid multibulk length") from None
+        return -1, b"", b"", 0
+    count = _length(buf, pos, end, "multibulk")
     if count < 1:
         raise FramingError("empty multibulk request")
     pos, size, words = end + 2, len(buf), []
     for index in range(count):
         end = buf.find(b"\r\n", pos)
         if end < 0:
-            return -1, b"", b""
+            return -1, b"", b"", 0
         if buf[pos] != 0x24:
             raise FramingError("expected '$'")
-        try:
-            length = int(buf[pos + 1:end])
-        except ValueError:
-            raise FramingError("invalid bulk length") from None
+        length = _length(buf, pos, end, "bulk")
         if length < 0:
             raise FramingError("invalid bulk length")
         start = end + 2
         pos = start + length + 2
         if pos > size:
-            return -1, b"", b""
+            return -1, b"", b"", 0
         if index < 2:
             words.append(bytes(buf[start:start + length]).upper())
-    return pos, words[0], words[1] if count > 1 else b""
+    return pos, words[0], words[1] if count > 1 else b"", count

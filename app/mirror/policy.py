@@ -51,8 +51,10 @@ PINNING = CONNECTION_STATE | BLOCKING | frozenset({"CLIENT ID", "CLIENT INFO", "
 OWN_PRIMARY: frozenset[bytes] = frozenset(
     name.split()[0].encode() for name in PINNING | PRIMARY_ONLY.keys() if not name.startswith("(")
 ) | {b"QUIT", b"ASKING", b"CLIENT"} | SECRET_FINDERS.keys()  # the last may carry a password: primary only
-# ...except these subcommands, which change nothing another connection's replies depend on.
-SHARED_SUBCOMMANDS: dict[bytes, frozenset[bytes]] = {b"CLIENT": frozenset({b"SETINFO"})}
+# ...except these subcommands, which change nothing another connection's replies depend on (the push
+# frames MAINT_NOTIFICATIONS may switch on are skipped wherever replies are cut). HELLO with nothing but a
+# version is not here: it moves the connection to the shared connection of that version (proxy.py).
+SHARED_SUBCOMMANDS: dict[bytes, frozenset[bytes]] = {b"CLIENT": frozenset({b"SETINFO", b"MAINT_NOTIFICATIONS"})}
 
 
 def needs_own_primary(command: bytes, subcommand: bytes) -> bool:

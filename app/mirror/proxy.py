@@ -23,7 +23,7 @@ from typing import Any
 from app.mirror.collect import OUT_OF_SYNC_NOTE, Collector
 from app.mirror.framing import FramingError, ReplyCutter, ReplyFramer, encode, request_end
 from app.mirror.policy import Limits, needs_own_primary
-from app.mirror.raw_lanes import Batch, RawEntry, send_batch
+from app.mirror.raw_lanes import PUSH, Batch, RawEntry, send_batch
 from app.mirror.session import STOPPED_REASON, Session
 from app.mirror.shadow import Backend, Endpoint, spawn
 from app.stream_compare import command_name
@@ -31,6 +31,7 @@ from app.stream_compare import command_name
 PRIMARY_REFUSED = b"-ERR mirror: the primary refused the mirror's own login or SELECT\r\n"
 PRIMARY_UNREACHABLE = b"-ERR mirror: cannot reach the primary\r\n"
 PRIMARY_CLOSED = "the primary closed the shared connection before it answered"
+SHARED_PROTOCOLS = {b"": 0, b"2": 2, b"3": 3}  # HELLO's version argument -> version (0: unchanged)
 MAX_COMMAND_NAMES = 4096  # a cache: beyond it (random subcommands), names are computed each time
 
 
@@ -54,7 +55,7 @@ class Mirror:
         self._tick_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.server: asyncio.AbstractServer | None = None
-        self.shared_primary: SharedPrimary | None = None
+        self.shared_primaries: dict[int, SharedPrimary] = {}  # RESP version -> its shared connection
         self.moved_to_own: dict[str, int] = {}  # application connections given their own primary, by why
         self.command_names: dict[tuple[bytes, bytes], str] = {}  # (COMMAND, SUBCOMMAND) -> report name
 
@@ -86,10 +87,10 @@ class Mirror:
         for backend in self.backends:
             backend.flush_shared()  # one write per server for every stateless connection's commands
 
-    def primary_hub(self) -> "SharedPrimary":
-        hub = self.shared_primary
+    def primary_hub(self, protocol: int) -> "SharedPrimary":
+        hub = self.shared_primaries.get(protocol)
         if hub is None or hub.closed:
-            hub = self.shared_primary = SharedPrimary(self)
+            hub = self.shared_primaries[protocol] = SharedPrimary(self, protocol)
         return hub
 
     def note_moved(self, why: str) -> None:
@@ -146,8 +147,8 @@ class Mirror:
         """Stop: every session's lanes closed, every command still waiting counted as not compared."""
         if self.server is not None:
             self.server.close()
-        if self.shared_primary is not None:
-            self.shared_primary.abandon(STOPPED_REASON.format(name=self.baseline))
+        for hub in list(self.shared_primaries.values()):
+            hub.abandon(STOPPED_REASON.format(name=self.baseline))
         for session in list(self.sessions):
             session.shutdown()
         for backend in self.backends:
@@ -157,11 +158,14 @@ class Mirror:
 
 
 class SharedPrimary(asyncio.Protocol):
-    """One pipelined primary connection for every stateless application connection: whole requests in,
-    written once per turn; the reply stream cut at reply boundaries, each piece to its connection."""
+    """One pipelined primary connection for every stateless application connection that speaks one RESP
+    version: whole requests in, written once per turn; the reply stream cut at reply boundaries, each
+    piece to its connection (a push frame, which answers no command, to none)."""
 
-    def __init__(self, mirror: Mirror) -> None:
-        self.mirror = mirror
+    def __init__(self, mirror: Mirror, protocol: int) -> None:
+        self.mirror, self.protocol = mirror, protocol
+        self.partial_kind: int | None = None  # first byte of a reply that began in an earlier chunk
+        self.pushes = 0
         self.transport: asyncio.Transport | None = None
         self.ready = False
         self.closed = False
@@ -200,7 +204,7 @@ class SharedPrimary(asyncio.Protocol):
         self._flush_scheduled = False
         if self.out and self.ready:
             data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
-            batch = Batch(data, self.batch, self.mirror.primary_seq)
+            batch = Batch(data, self.batch, self.mirror.primary_seq, self.protocol)
             self.out, self.batch = [], []
             self.transport.write(data)  # type: ignore[union-attr]
             mirror = self.mirror
@@ -209,8 +213,8 @@ class SharedPrimary(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(high=1 << 20)  # type: ignore[attr-defined]
-        setup = self.mirror.primary_endpoint.setup_commands()
-        if setup:  # the mirror's own login: its replies are read here and never reach the application
+        setup = self.mirror.primary_endpoint.setup_commands(self.protocol)
+        if setup:  # the mirror's own login (and HELLO): read here, never given to the application
             self.setup_left = len(setup)
             transport.write(b"".join(encode(c) for c in setup))  # type: ignore[attr-defined]
         else:
@@ -243,8 +247,16 @@ class SharedPrimary(asyncio.Protocol):
         baseline, clock, done = mirror.baseline, time.monotonic(), []
         group, group_start, count = None, start, 0
         for end in ends[taken:]:
-            if not owed:
-                break  # nothing asked for it (cannot happen with whole requests): not guessed
+            kind = data[start] if self.partial_kind is None else self.partial_kind
+            self.partial_kind = None
+            if kind == PUSH or not owed:  # answers no command (a RESP3 push): not guessed, not given on
+                if group is not None:
+                    group.shared_reply(data[group_start:start], count)
+                    group = None
+                self.pieces = []
+                self.pushes += 1
+                start = group_start = end
+                continue
             entry = owed.popleft()
             piece = data[start:end]
             if self.pieces:
@@ -264,10 +276,13 @@ class SharedPrimary(asyncio.Protocol):
             start = end
         if group is not None:
             group.shared_reply(data[group_start:start], count)
-        if start < len(data) and owed:  # a reply still coming: what is here so far is the head's
+        if start < len(data):  # a reply still coming: what is here so far is the head's (unless a push)
+            if self.partial_kind is None:
+                self.partial_kind = data[start]
             rest = data[start:]
-            self.pieces.append(rest)
-            owed[0].client.shared_reply(rest, 0)
+            if self.partial_kind != PUSH and owed:
+                self.pieces.append(rest)
+                owed[0].client.shared_reply(rest, 0)
         finish = mirror.collector.finish_raw
         for entry in done:
             entry.left -= 1
@@ -325,13 +340,14 @@ class ClientSide(asyncio.Protocol):
         self.partial = bytearray()  # an unfinished request (the shared connection takes whole ones)
         self.shared_owed = 0  # replies the shared connection still owes it
         self.last_shared: RawEntry | None = None  # its last command there
+        self.protocol = 2  # RESP version: which shared connection it is on
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(high=1 << 20)  # type: ignore[attr-defined]
         self.session = self.mirror.open_session()
         if self.mirror.limits.share_primary:
-            self.hub = self.mirror.primary_hub()
+            self.hub = self.mirror.primary_hub(self.protocol)
             self.hub.clients.add(self)
         else:
             self._own_primary()
@@ -376,7 +392,7 @@ class ClientSide(asyncio.Protocol):
         """Whole requests to the shared connection, up to the first that needs a connection of its own."""
         mirror = self.mirror
         if self.hub.closed:  # type: ignore[union-attr]  # the primary closed it while this one owed nothing
-            self.hub = mirror.primary_hub()
+            self.hub = mirror.primary_hub(self.protocol)
             self.hub.clients.add(self)
         partial = self.partial
         if partial:
@@ -388,12 +404,16 @@ class ClientSide(asyncio.Protocol):
         session, note, servers, name = self.session, mirror.sync_note, 1 + len(mirror.backends), mirror.command_name
         try:
             while pos < size:
-                end, command, subcommand = request_end(buf, pos)
+                end, command, subcommand, count = request_end(buf, pos)
                 if end < 0:
                     if size - pos >= mirror.limits.shared_request_max:
                         why = "a request too big to wait for"
                     break
-                if needs_own_primary(command, subcommand):
+                if command == b"HELLO" and count <= 2 and subcommand in SHARED_PROTOCOLS:
+                    if not self._speak(SHARED_PROTOCOLS[subcommand] or self.protocol, bool(entries)):
+                        why = "HELLO"  # a switch with replies still owed in the old version
+                        break
+                elif needs_own_primary(command, subcommand):
                     why = command.decode("latin-1")
                     break
                 entries.append(RawEntry(bytes(buf[pos:end]), name(command, subcommand), session, self, note, servers))
@@ -411,6 +431,19 @@ class ClientSide(asyncio.Protocol):
         elif pos < size:
             self.partial = bytearray(data[pos:])
 
+    def _speak(self, protocol: int, sending: bool) -> bool:
+        """HELLO with a version alone: the shared connection of that version from this command on,
+        when nothing is owed on the other one (False: the caller moves the connection instead)."""
+        if protocol == self.protocol:
+            return True
+        if sending or self.shared_owed:
+            return False
+        self.hub.clients.discard(self)  # type: ignore[union-attr]
+        self.protocol = protocol
+        self.hub = self.mirror.primary_hub(protocol)
+        self.hub.clients.add(self)
+        return True
+
     def _move(self, rest: bytes, why: str) -> None:
         """From here on its own primary connection, written once its shared replies are all back, and its
         own connection to each shadow server, used once its shared commands are answered there."""
@@ -421,7 +454,7 @@ class ClientSide(asyncio.Protocol):
         if self.last_shared is not None:
             session.last_shared = {backend.name: self.last_shared for backend in mirror.backends}
             self.last_shared = None
-        session.pin()
+        session.pin(self.protocol)
         if rest:
             self.early.append(rest)
             session.requests.append(rest)
@@ -486,7 +519,7 @@ class PrimarySide(asyncio.Protocol):
             transport.close()
             return
         self.client_write = client.transport.write
-        setup = client.mirror.primary_endpoint.setup_commands()
+        setup = client.mirror.primary_endpoint.setup_commands(client.protocol)  # HELLO 3 said on a shared one
         if setup:  # the mirror's own login: its replies are read here and never reach the application
             self.setup_left = len(setup)
             self.setup_framer = ReplyFramer()

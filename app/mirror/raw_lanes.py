@@ -18,8 +18,8 @@ import asyncio
 from collections import deque
 from typing import Any
 
-from app.mirror.framing import FramingError, ReplyCutter, encode
-from app.mirror.shadow import CLOSED, DROPPED, LOST, Backend, spawn
+from app.mirror.framing import FramingError, ReplyCutter
+from app.mirror.shadow import CLOSED, DROPPED, LOST, Backend, connect_lane, lane_opened, spawn
 
 INFINITE = float("inf")
 
@@ -51,23 +51,30 @@ class RawEntry:
 
 
 class Batch:
-    """What one turn of the event loop sent to the shared primary connection, for a shadow server."""
+    """What one turn of the event loop sent to a shared primary connection, for a shadow server."""
 
-    __slots__ = ("blob", "entries", "barrier")
+    __slots__ = ("blob", "entries", "barrier", "protocol")
 
-    def __init__(self, blob: bytes, entries: list[RawEntry], barrier: int) -> None:
-        self.blob, self.entries, self.barrier = blob, entries, barrier
+    def __init__(self, blob: bytes, entries: list[RawEntry], barrier: int, protocol: int) -> None:
+        self.blob, self.entries, self.barrier, self.protocol = blob, entries, barrier, protocol
+
+
+PUSH = ord(">")  # a RESP3 push frame answers no command: skipped wherever replies are cut
+
 
 
 class RawShadowLane(asyncio.Protocol):
-    """One pipelined connection to a shadow server for every stateless application connection."""
+    """One pipelined connection to a shadow server for every stateless application connection that
+    speaks one RESP version."""
 
-    def __init__(self, backend: Backend, finish: Any) -> None:
-        self.backend, self.name, self.finish = backend, backend.name, finish
+    def __init__(self, backend: Backend, finish: Any, protocol: int) -> None:
+        self.backend, self.name, self.finish, self.protocol = backend, backend.name, finish, protocol
         self.queue: deque[Batch] = deque()  # not sent yet (connecting, or causal order)
         self.fifo: deque[RawEntry] = deque()  # sent, not answered, in order
         self.cutter = ReplyCutter()
         self.pieces: list[bytes] = []  # the head's reply so far, when it spans chunks
+        self.partial_kind: int | None = None  # first byte of a reply that began in an earlier chunk
+        self.pushes = 0
         self.transport: asyncio.Transport | None = None
         self.state = "connecting"
         self.setup_left = 0
@@ -75,20 +82,9 @@ class RawShadowLane(asyncio.Protocol):
         self.out_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
         backend.lanes.add(self)
-        backend.raw = self
+        backend.raw[protocol] = self
         backend.connections += 1
-        spawn(self._connect())
-
-    async def _connect(self) -> None:
-        endpoint = self.backend.endpoint
-        try:
-            await asyncio.wait_for(asyncio.get_running_loop().create_connection(
-                lambda: self, endpoint.host, endpoint.port, ssl=endpoint.ssl_context()),
-                self.backend.limits.connect_timeout_s)
-        except (OSError, asyncio.TimeoutError) as exc:
-            if self.state != "closed":
-                self.backend.lose(f"cannot connect: {exc or type(exc).__name__}")
-                self.abandon(LOST.format(name=self.name))
+        spawn(connect_lane(self))
 
     # --- causal order and lag, for Backend --------------------------------------------------------
 
@@ -152,16 +148,8 @@ class RawShadowLane(asyncio.Protocol):
     # --- asyncio.Protocol -------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.state == "closed":
-            transport.close()
-            return
-        self.transport = transport  # type: ignore[assignment]
-        setup = self.backend.endpoint.setup_commands()
-        if setup:  # the mirror's own login: checked, never compared
-            self.setup_left = len(setup)
-            transport.write(b"".join(encode(c) for c in setup))  # type: ignore[attr-defined]
-        self.state = "open"
-        self.pump()
+        if lane_opened(self, transport):
+            self.pump()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -179,20 +167,27 @@ class RawShadowLane(asyncio.Protocol):
             taken += 1
         fifo, name, backend = self.fifo, self.name, self.backend
         for end in ends[taken:]:
-            entry = fifo.popleft()
+            kind = data[start] if self.partial_kind is None else self.partial_kind
+            self.partial_kind = None
             piece = data[start:end]
             if self.pieces:
                 self.pieces.append(piece)
                 piece = b"".join(self.pieces)
                 self.pieces = []
+            start = end
+            if kind == PUSH or not fifo:
+                self.pushes += 1
+                continue
+            entry = fifo.popleft()
             entry.replies[name] = piece
             backend.pending -= 1
             backend.pending_bytes -= len(entry.raw)
             entry.left -= 1
             if not entry.left:
                 self.finish(entry)
-            start = end
         if start < len(data) and not self.setup_left:
+            if self.partial_kind is None:
+                self.partial_kind = data[start]
             self.pieces.append(data[start:])
         backend.wake()
 
@@ -212,8 +207,8 @@ class RawShadowLane(asyncio.Protocol):
         backend = self.backend
         backend.lanes.discard(self)
         backend.blocked.discard(self)
-        if backend.raw is self:
-            backend.raw = None
+        if backend.raw.get(self.protocol) is self:
+            del backend.raw[self.protocol]
         if self._timer is not None:
             self._timer.cancel()
         self.out, self.out_bytes = [], 0
@@ -234,9 +229,9 @@ def send_batch(backends: list[Backend], batch: Batch, finish: Any) -> None:
     """What went to the shared primary connection this turn, to every shadow server's stateless one
     (a new connection after one closed; nothing once the server is lost)."""
     for backend in backends:
-        lane = backend.raw
+        lane = backend.raw.get(batch.protocol)
         if lane is None and backend.lost_at is None:
-            lane = RawShadowLane(backend, finish)
+            lane = RawShadowLane(backend, finish, batch.protocol)
         if lane is not None:
             lane.submit(batch)
         else:

@@ -102,12 +102,12 @@ class Session:
         entry.awaiting -= 1
         self.settled(entry)
 
-    def pin(self) -> None:
+    def pin(self, protocol: int = 2) -> None:
         """Own connections to every shadow server from now on, after its shared ones have answered."""
         mirror = self.mirror
         for backend in mirror.backends:
             self.pinned[backend.name] = ShadowLane(backend, self, mirror.client_ids,
-                                                   after=self.last_shared.get(backend.name))
+                                                   after=self.last_shared.get(backend.name), protocol=protocol)
             self.open_lanes += 1
         self.last_shared.clear()
 

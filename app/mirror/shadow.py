@@ -46,13 +46,16 @@ class Endpoint:
     db: int = 0
     tls: bool = False
 
-    def setup_commands(self) -> list[tuple[bytes, ...]]:
+    def setup_commands(self, protocol: int = 2) -> list[tuple[bytes, ...]]:
+        """The mirror's own login, database and RESP version, sent first on each of its connections."""
         commands: list[tuple[bytes, ...]] = []
         if self.password is not None:
             user = (self.username.encode(),) if self.username else ()
             commands.append((b"AUTH", *user, self.password.encode()))
         if self.db:
             commands.append((b"SELECT", str(self.db).encode()))
+        if protocol == 3:
+            commands.append((b"HELLO", b"3"))
         return commands
 
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -81,7 +84,7 @@ class Backend:
         self.outstanding_pinned: deque[Entry] = deque()
         self.blocked: set[ShadowLane] = set()
         self.shared: ShadowLane | None = None
-        self.raw: Any = None  # raw_lanes.RawShadowLane: the stateless connections' commands, in raw bytes
+        self.raw: dict[int, Any] = {}  # RESP version -> raw_lanes.RawShadowLane: stateless connections' commands
         self.client_ids: dict[int, Any] = {}
         self._probing = False
         self._first_close_at: str | None = None
@@ -103,16 +106,17 @@ class Backend:
         pinned = self._frontier(self.outstanding_pinned)
         if lane.shared:
             return pinned
-        raw = self.raw.frontier() if self.raw is not None else INFINITE
+        raw = min((lane.frontier() for lane in self.raw.values()), default=INFINITE)
         return min(pinned, self._frontier(self.outstanding_shared), raw)
 
     def lag_s(self, clock: float) -> float:
         """How long ago the primary answered the oldest command this server has not answered yet."""
         heads = [q[0].primary_at for q in (self.outstanding_shared, self.outstanding_pinned)
                  if self._frontier(q) != INFINITE]
-        oldest = self.raw.oldest() if self.raw is not None else None
-        if oldest is not None and oldest.seq >= 0:
-            heads.append(oldest.primary_at)
+        for lane in self.raw.values():
+            oldest = lane.oldest()
+            if oldest is not None and oldest.seq >= 0:
+                heads.append(oldest.primary_at)
         lag = clock - min(heads) if heads else 0.0
         self.max_lag_s = max(self.max_lag_s, lag)
         return lag
@@ -226,8 +230,9 @@ class ShadowLane(Lane, asyncio.Protocol):
     """One connection to a shadow server: sends in causal order, pairs the replies."""
 
     def __init__(self, backend: Backend, owner: Any, client_ids: dict[int, Any], shared: bool = False,
-                 after: Entry | None = None) -> None:
+                 after: Entry | None = None, protocol: int = 2) -> None:
         Lane.__init__(self, backend.name, owner)
+        self.protocol = protocol  # RESP version the connection starts in (a session that said HELLO 3 elsewhere)
         self.backend = backend
         self.shared = shared
         self.after = after  # the session's last command on the shared connection: answered before this one sends
@@ -247,28 +252,13 @@ class ShadowLane(Lane, asyncio.Protocol):
             spawn(self._connect())
 
     async def _connect(self) -> None:
-        endpoint = self.backend.endpoint
-        try:
-            await asyncio.wait_for(asyncio.get_running_loop().create_connection(
-                lambda: self, endpoint.host, endpoint.port, ssl=endpoint.ssl_context()),
-                self.backend.limits.connect_timeout_s)
-        except (OSError, asyncio.TimeoutError) as exc:
-            if self.state != "closed":
-                self.backend.lose(f"cannot connect: {exc or type(exc).__name__}")
-                self.abandon(LOST.format(name=self.name))
+        await connect_lane(self)
 
     # --- asyncio.Protocol ---------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.state == "closed":
-            transport.close()
+        if not lane_opened(self, transport):
             return
-        self.transport = transport  # type: ignore[assignment]
-        setup = self.backend.endpoint.setup_commands()
-        if setup:
-            self.setup_left = len(setup)
-            transport.write(b"".join(encode(c) for c in setup))  # type: ignore[attr-defined]
-        self.state = "open"
         self.pump()
         self.flush()
 
@@ -408,6 +398,34 @@ class ShadowLane(Lane, asyncio.Protocol):
 
 
 _RUNNING: set[asyncio.Task[Any]] = set()  # the loop keeps only weak references to tasks
+
+
+async def connect_lane(lane: Any) -> None:
+    """Open a shadow lane's connection (it is its own protocol); a server that refuses it is lost."""
+    backend = lane.backend
+    endpoint = backend.endpoint
+    try:
+        await asyncio.wait_for(asyncio.get_running_loop().create_connection(
+            lambda: lane, endpoint.host, endpoint.port, ssl=endpoint.ssl_context()), backend.limits.connect_timeout_s)
+    except (OSError, asyncio.TimeoutError) as exc:
+        if lane.state != "closed":
+            backend.lose(f"cannot connect: {exc or type(exc).__name__}")
+            lane.abandon(LOST.format(name=lane.name))
+
+
+def lane_opened(lane: Any, transport: asyncio.BaseTransport) -> bool:
+    """A shadow lane's connection is up: the mirror's own login (and HELLO) first, their replies
+    checked, never compared; False when the lane was given up meanwhile."""
+    if lane.state == "closed":
+        transport.close()
+        return False
+    lane.transport = transport
+    setup = lane.backend.endpoint.setup_commands(lane.protocol)
+    if setup:
+        lane.setup_left = len(setup)
+        transport.write(b"".join(encode(c) for c in setup))  # type: ignore[attr-defined]
+    lane.state = "open"
+    return True
 
 
 def spawn(coroutine: Any) -> asyncio.Task[Any]:

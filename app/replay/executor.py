@@ -29,7 +29,7 @@ from app.replay.keys import BARRIER, KeyTable
 from app.replay.policy import RULED, decide
 from app.replay.sessions import SUBSCRIBING, Pending, Session
 from app.replay.wire import NOT_YET, Connection, PushNotification, ReplyError
-from app.stream_compare import Call, CommandStats, command_name
+from app.stream_compare import Call, command_name
 from app.targets import Target
 
 WINDOW_CALLS = 4096          # at most this many calls queued or unjudged per window
@@ -339,11 +339,7 @@ class Executor:
         base = replies[0]
         if type(base) is not ReplyError and replies.count(base) == len(replies):
             # identical on every server, as sent: the comparator's verdict without its work
-            stats = self.comparator.stats.get(pending.command)
-            if stats is None:
-                stats = self.comparator.stats[pending.command] = CommandStats()
-            stats.calls += 1
-            stats.identical += 1
+            self.comparator.count_identical(pending.command)
             return
         call = Call(pending.args, pending.line, pending.session.name, pending.note)
         self.comparator.add(call, dict(zip(self.names, replies)))
