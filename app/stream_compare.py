@@ -301,7 +301,10 @@ class StreamComparator:
         stats.identical += 1
 
     def skip(self, call: Call, reason: str) -> None:
-        stats = self._stats(command_name(call.args))
+        self.skip_command(command_name(call.args), reason)
+
+    def skip_command(self, command: str, reason: str) -> None:
+        stats = self._stats(command)
         stats.calls += 1
         stats.skipped += 1
         stats.skip_reasons[reason] = stats.skip_reasons.get(reason, 0) + 1

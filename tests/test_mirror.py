@@ -508,3 +508,23 @@ def test_when_the_primary_drops_the_shared_connection_only_its_waiting_clients_a
     stats = document["mirror"]["commands"]["GET"]
     assert stats["identical"] == 1 and stats["skip_reasons"] == {
         "the primary closed the shared connection before it answered": 1}
+
+
+def test_once_the_candidate_is_out_of_sync_differences_beyond_the_budget_are_counted_not_judged() -> None:
+    from app.mirror.collect import Collector, JudgingBudget
+    from app.mirror.raw_lanes import RawEntry
+
+    class Session:
+        name = "c1"
+
+    collector = Collector("primary", "candidate", None, "9.0.0", 3, 100, out_of_sync_judged_per_s=5)
+    collector.budget = JudgingBudget(5, clock=lambda: 0.0)  # no time passes: nothing refills
+    request = b"*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n"
+    for note in ("", "after the candidate fell out of sync"):
+        for i in range(20):
+            entry = RawEntry(request, "INCR", Session, None, note, 2)
+            entry.replies = {"primary": b":%d\r\n" % (i + 10), "candidate": b":%d\r\n" % i}
+            collector.finish_raw(entry)
+    stats = collector.comparator.stats["INCR"]
+    assert stats.calls == 40 and stats.different == 20 + 5  # in sync: all judged; out of sync: the budget
+    assert stats.skip_reasons == {"not judged: the candidate was out of sync and differed more than 5 times a second": 15}

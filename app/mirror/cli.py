@@ -187,7 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         limits = Limits(max_pending=args.max_pending, lost_after_s=args.lost_after,
                         share_primary=not args.own_primary_connections)
         control = SECONDARY if SECONDARY in endpoints else None
-        collector = Collector(PRIMARY, CANDIDATE, control, candidate_version(template), MAX_EXAMPLES, MAX_SIGNATURES)
+        collector = Collector(PRIMARY, CANDIDATE, control, candidate_version(template), MAX_EXAMPLES, MAX_SIGNATURES,
+                              limits.out_of_sync_judged_per_s)
         backends = [Backend(name, endpoints[name], limits) for name in (CANDIDATE, SECONDARY) if name in endpoints]
         mirror = Mirror(endpoints[PRIMARY], PRIMARY, backends, collector, limits)
         reporter = Reporter(template, out_dir, json_path, args.listen, now())

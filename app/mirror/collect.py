@@ -4,6 +4,8 @@ compared per subscriber in order, and what was not compared is counted with its 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from app.captures import redact
@@ -20,14 +22,37 @@ NOT_DELIVERED = ReplyError("(no message: this subscriber received nothing in its
 PARTIAL_TRANSACTION = "in a transaction with a primary-only command: EXEC's replies do not align"
 MESSAGE_NOTE = "push message to a subscriber, compared in order"
 OUT_OF_SYNC_NOTE = "after the {name} fell out of sync (commands were dropped from its comparison)"
+OVER_BUDGET = "not judged: the candidate was out of sync and differed more than {rate:g} times a second"
+
+
+class JudgingBudget:
+    """A token bucket: how many differing replies may be judged, per second, once they are expected."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.clock = rate, clock
+        self.tokens = rate
+        self.at = clock()
+        self.reason = OVER_BUDGET.format(rate=rate)
+
+    def take(self) -> bool:
+        if self.tokens < 1:
+            clock = self.clock()
+            self.tokens = min(self.rate, self.tokens + (clock - self.at) * self.rate)
+            self.at = clock
+            if self.tokens < 1:
+                return False
+        self.tokens -= 1
+        return True
 
 
 class Collector:
     """The judging side of the mirror: one comparator, and the counters the status line and report show."""
 
     def __init__(self, baseline: str, candidate: str, control: str | None,
-                 candidate_version: str | None, max_examples: int, max_signatures: int) -> None:
+                 candidate_version: str | None, max_examples: int, max_signatures: int,
+                 out_of_sync_judged_per_s: float = float("inf")) -> None:
         self.baseline, self.candidate, self.control = baseline, candidate, control
+        self.budget = JudgingBudget(out_of_sync_judged_per_s)
         self.comparator = StreamComparator(baseline, [candidate], [control] if control else [], source="mirror",
                                            candidate_versions={candidate: candidate_version},
                                            max_examples=max_examples, max_signatures=max_signatures)
@@ -79,6 +104,9 @@ class Collector:
         base = replies[self.baseline]
         if all(value == base for value in replies.values()):
             self.comparator.count_identical(entry.command)
+            return
+        if entry.note and not self.budget.take():  # the candidate missed writes: differences are expected
+            self.comparator.skip_command(entry.command, self.budget.reason)
             return
         self._judge(self._raw_call(entry), {name: parse_one(raw) for name, raw in replies.items()}, entry.command)
 

@@ -93,6 +93,9 @@ class Limits:
     share_primary: bool = True         # stateless application connections share one primary connection
     shadow_write_s: float = 0.001      # stateless commands to a shadow server are written this often...
     shadow_write_bytes: int = 64 << 10  # ...or once this much has gathered (fewer system calls)
+    out_of_sync_judged_per_s: float = 2000.0  # once the candidate missed writes, its differing replies
+                                              # beyond this rate are counted, not judged (each costs ~15 us
+                                              # of the proxy's one core, which the application shares)
     shared_request_max: int = 256 << 10  # a request still incomplete at this size gets its own primary
                                          # connection and streams (the shared one takes whole requests only)
 
