@@ -91,8 +91,9 @@ class Limits:
     drain_s: float = 3.0               # at exit: how long to wait for the candidate's last replies
     message_grace_s: float = 2.0       # a closed subscriber's connections wait this long for owed messages
     share_primary: bool = True         # stateless application connections share one primary connection
-    shadow_write_s: float = 0.001      # stateless commands to a shadow server are written this often...
-    shadow_write_bytes: int = 64 << 10  # ...or once this much has gathered (fewer system calls)
+    shadow_write_s: float = 0.0002     # stateless commands to a shadow server: written at once when the
+                                       # last write is this old, else gathered until it is (busy: fewer
+    shadow_write_bytes: int = 64 << 10  # system calls) or until this much has gathered
     out_of_sync_judged_per_s: float = 2000.0  # once the candidate missed writes, its differing replies
                                               # beyond this rate are counted, not judged (each costs ~15 us
                                               # of the proxy's one core, which the application shares)

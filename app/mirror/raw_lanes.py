@@ -81,6 +81,7 @@ class RawShadowLane(asyncio.Protocol):
         self.out: list[bytes] = []  # pumped, written when the flush timer fires or enough has gathered
         self.out_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
+        self.last_write = 0.0  # loop time
         backend.lanes.add(self)
         backend.raw[protocol] = self
         backend.connections += 1
@@ -130,11 +131,14 @@ class RawShadowLane(asyncio.Protocol):
             backend.sent += len(batch.entries)
             self.out.append(batch.blob)
             self.out_bytes += len(batch.blob)
-        limits = backend.limits
-        if self.out_bytes >= limits.shadow_write_bytes:
-            self.flush()
-        elif self.out and self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(limits.shadow_write_s, self.flush)
+        if not self.out or self._timer is not None:
+            return
+        limits, loop = backend.limits, asyncio.get_running_loop()
+        wait = self.last_write + limits.shadow_write_s - loop.time()
+        if wait <= 0 or self.out_bytes >= limits.shadow_write_bytes:
+            self.flush()  # quiet (the last write was long ago) or enough gathered: now
+        else:
+            self._timer = loop.call_later(wait, self.flush)  # busy: at most one write per shadow_write_s
 
     def flush(self) -> None:
         """Off the application's path, several turns' commands go in one write (fewer system calls)."""
@@ -143,6 +147,7 @@ class RawShadowLane(asyncio.Protocol):
             self._timer = None
         if self.out and self.transport is not None and self.state == "open":
             self.transport.write(b"".join(self.out) if len(self.out) > 1 else self.out[0])
+            self.last_write = asyncio.get_running_loop().time()
         self.out, self.out_bytes = [], 0
 
     # --- asyncio.Protocol -------------------------------------------------------------------------
