@@ -154,6 +154,35 @@ _CONTAINERS = frozenset({"ACL", "CLIENT", "CLUSTER", "COMMAND", "CONFIG", "DEBUG
                          "COMMANDLOG"})
 
 
+class CommandNames:
+    """command_name(args), remembered per name and, for commands with subcommands, per subcommand: a
+    stream asks it for every call. Bounded: beyond `limit` of each, new ones are computed each time."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._names: dict[bytes, str | None] = {}  # None: a container, named with its subcommand
+        self._sub_names: dict[tuple[bytes, bytes], str] = {}
+
+    def of(self, args: Sequence[bytes]) -> str:
+        head = args[0]
+        name = self._names.get(head, "")
+        if name == "":
+            name = None if " " in command_name((head, b"x")) else command_name((head,))
+            if len(self._names) < self.limit:
+                self._names[head] = name
+        if name is not None:
+            return name
+        if len(args) < 2:
+            return command_name(args)
+        key = (head, args[1])
+        full = self._sub_names.get(key)
+        if full is None:
+            full = command_name(args)
+            if len(self._sub_names) < self.limit:
+                self._sub_names[key] = full
+        return full
+
+
 def args_text(args: Sequence[bytes], limit: int = MAX_ARG_CHARS) -> str:
     """Arguments as one printable line, shortened."""
     text = " ".join(_printable(a) for a in args)

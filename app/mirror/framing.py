@@ -264,6 +264,57 @@ class ReplyCutter:
         return not (self._tail or self._skip or self._open)
 
 
+PUSH = ord(">")  # a RESP3 push frame answers no command
+
+
+class ReplyStream:
+    """A connection's replies, whole, chunk by chunk, for the proxy's shared connections: where each reply
+    that ends in a chunk begins and ends in it, its bytes (joined when it spanned chunks) and whether it
+    is a push frame. The first `setup_left` replies answer the mirror's own login: counted, never given,
+    and `refused` holds the first of them that is an error. `rest` is where, in the last chunk, the
+    bytes of a reply still coming begin (None when there are none, or they are a push or a login reply)."""
+
+    __slots__ = ("_cutter", "_pieces", "_kind", "setup_left", "refused", "rest")
+
+    def __init__(self) -> None:
+        self._cutter = ReplyCutter()
+        self._pieces: list[bytes] = []  # an unfinished reply's bytes so far
+        self._kind: int | None = None  # its first byte
+        self.setup_left = 0
+        self.refused: bytes | None = None
+        self.rest: int | None = None
+
+    def feed(self, data: bytes) -> list[tuple[int, int, bytes, bool]]:
+        """(start, end, whole reply, is a push) for every reply that ends in data. FramingError on bytes
+        that are not RESP."""
+        out: list[tuple[int, int, bytes, bool]] = []
+        start = 0
+        for end in self._cutter.feed(data):
+            kind = data[start] if self._kind is None else self._kind
+            self._kind = None
+            whole = data[start:end]
+            if self._pieces:
+                self._pieces.append(whole)
+                whole = b"".join(self._pieces)
+                self._pieces = []
+            if self.setup_left:
+                self.setup_left -= 1
+                if whole[:1] == b"-" and self.refused is None:
+                    self.refused = whole
+            else:
+                out.append((start, end, whole, kind == PUSH))
+            start = end
+        self.rest = None
+        if start < len(data):
+            if self._kind is None:
+                self._kind = data[start]
+            if self._kind != PUSH:
+                self._pieces.append(data[start:])
+                if not self.setup_left:
+                    self.rest = start
+        return out
+
+
 def parse_one(raw: bytes) -> Any:
     """One whole request or reply, as ReplyFramer frames it (a request: a list of its arguments)."""
     reader = hiredis.Reader()

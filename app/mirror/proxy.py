@@ -21,18 +21,17 @@ from collections import deque
 from typing import Any
 
 from app.mirror.collect import OUT_OF_SYNC_NOTE, Collector
-from app.mirror.framing import FramingError, ReplyCutter, ReplyFramer, encode, request_end
+from app.mirror.framing import FramingError, ReplyFramer, ReplyStream, encode, request_end
 from app.mirror.policy import Limits, needs_own_primary
-from app.mirror.raw_lanes import PUSH, Batch, RawEntry, send_batch
+from app.mirror.raw_lanes import Batch, RawEntry, send_batch
 from app.mirror.session import STOPPED_REASON, Session
 from app.mirror.shadow import Backend, Endpoint, spawn
-from app.stream_compare import command_name
+from app.stream_compare import CommandNames
 
 PRIMARY_REFUSED = b"-ERR mirror: the primary refused the mirror's own login or SELECT\r\n"
 PRIMARY_UNREACHABLE = b"-ERR mirror: cannot reach the primary\r\n"
 PRIMARY_CLOSED = "the primary closed the shared connection before it answered"
 SHARED_PROTOCOLS = {b"": 0, b"2": 2, b"3": 3}  # HELLO's version argument -> version (0: unchanged)
-MAX_COMMAND_NAMES = 4096  # a cache: beyond it (random subcommands), names are computed each time
 
 
 class Mirror:
@@ -57,7 +56,7 @@ class Mirror:
         self.server: asyncio.AbstractServer | None = None
         self.shared_primaries: dict[int, SharedPrimary] = {}  # RESP version -> its shared connection
         self.moved_to_own: dict[str, int] = {}  # application connections given their own primary, by why
-        self.command_names: dict[tuple[bytes, bytes], str] = {}  # (COMMAND, SUBCOMMAND) -> report name
+        self.command_names = CommandNames()  # asked for every stateless command
 
     @property
     def sync_note(self) -> str:
@@ -95,15 +94,6 @@ class Mirror:
 
     def note_moved(self, why: str) -> None:
         self.moved_to_own[why] = self.moved_to_own.get(why, 0) + 1
-
-    def command_name(self, command: bytes, subcommand: bytes) -> str:
-        key = (command, subcommand)
-        name = self.command_names.get(key)
-        if name is None:
-            name = command_name(key)
-            if len(self.command_names) < MAX_COMMAND_NAMES:
-                self.command_names[key] = name
-        return name
 
     def open_session(self) -> Session:
         self.sessions_opened += 1
@@ -164,7 +154,6 @@ class SharedPrimary(asyncio.Protocol):
 
     def __init__(self, mirror: Mirror, protocol: int) -> None:
         self.mirror, self.protocol = mirror, protocol
-        self.partial_kind: int | None = None  # first byte of a reply that began in an earlier chunk
         self.pushes = 0
         self.transport: asyncio.Transport | None = None
         self.ready = False
@@ -172,9 +161,7 @@ class SharedPrimary(asyncio.Protocol):
         self.out: list[bytes] = []
         self.batch: list[RawEntry] = []  # the commands in out
         self.owed: deque[RawEntry] = deque()  # sent (or to be), not answered, in order
-        self.pieces: list[bytes] = []  # the head's reply so far, when it spans chunks
-        self.cutter = ReplyCutter()
-        self.setup_left = 0
+        self.stream = ReplyStream()
         self._flush_scheduled = False
         self.clients: set[ClientSide] = set()  # paused together when the primary reads slowly
         self._loop = asyncio.get_running_loop()
@@ -215,7 +202,7 @@ class SharedPrimary(asyncio.Protocol):
         transport.set_write_buffer_limits(high=1 << 20)  # type: ignore[attr-defined]
         setup = self.mirror.primary_endpoint.setup_commands(self.protocol)
         if setup:  # the mirror's own login (and HELLO): read here, never given to the application
-            self.setup_left = len(setup)
+            self.stream.setup_left = len(setup)
             transport.write(b"".join(encode(c) for c in setup))  # type: ignore[attr-defined]
         else:
             self._ready()
@@ -225,64 +212,47 @@ class SharedPrimary(asyncio.Protocol):
         self.flush()
 
     def data_received(self, data: bytes) -> None:
+        stream = self.stream
+        setting_up = stream.setup_left > 0
         try:
-            ends = self.cutter.feed(data)
+            replies = stream.feed(data)
         except FramingError:
             self._fail(b"")
             return
-        start, taken = 0, 0
-        if self.setup_left:
-            while taken < len(ends) and self.setup_left:
-                self.setup_left -= 1
-                if data[start:start + 1] == b"-":
-                    self.mirror.primary_failures += 1
-                    self._fail(PRIMARY_REFUSED)
-                    return
-                start = ends[taken]
-                taken += 1
-            if self.setup_left:
-                return
+        if stream.refused is not None:
+            self.mirror.primary_failures += 1
+            self._fail(PRIMARY_REFUSED)
+            return
+        if stream.setup_left:
+            return
+        if setting_up:
             self._ready()
         owed, mirror = self.owed, self.mirror
         baseline, clock, done = mirror.baseline, time.monotonic(), []
-        group, group_start, count = None, start, 0
-        for end in ends[taken:]:
-            kind = data[start] if self.partial_kind is None else self.partial_kind
-            self.partial_kind = None
-            if kind == PUSH or not owed:  # answers no command (a RESP3 push): not guessed, not given on
-                if group is not None:
-                    group.shared_reply(data[group_start:start], count)
-                    group = None
-                self.pieces = []
+        group, group_start, group_end, count = None, 0, 0, 0
+        for start, end, whole, push in replies:
+            if push or not owed:  # answers no command (a RESP3 push): not guessed, not given on
                 self.pushes += 1
-                start = group_start = end
+                if group is not None:
+                    group.shared_reply(data[group_start:group_end], count)
+                    group = None
                 continue
             entry = owed.popleft()
-            piece = data[start:end]
-            if self.pieces:
-                self.pieces.append(piece)
-                piece = b"".join(self.pieces)
-                self.pieces = []
-            entry.replies[baseline] = piece
+            entry.replies[baseline] = whole
             entry.seq = mirror.primary_seq
             mirror.primary_seq += 1
             entry.primary_at = clock
             done.append(entry)
             if entry.client is not group:
                 if group is not None:
-                    group.shared_reply(data[group_start:start], count)
+                    group.shared_reply(data[group_start:group_end], count)
                 group, group_start, count = entry.client, start, 0
             count += 1
-            start = end
+            group_end = end
         if group is not None:
-            group.shared_reply(data[group_start:start], count)
-        if start < len(data):  # a reply still coming: what is here so far is the head's (unless a push)
-            if self.partial_kind is None:
-                self.partial_kind = data[start]
-            rest = data[start:]
-            if self.partial_kind != PUSH and owed:
-                self.pieces.append(rest)
-                owed[0].client.shared_reply(rest, 0)
+            group.shared_reply(data[group_start:group_end], count)
+        if stream.rest is not None and owed:  # a reply still coming: what is here so far is the head's
+            owed[0].client.shared_reply(data[stream.rest:], 0)
         finish = mirror.collector.finish_raw
         for entry in done:
             entry.left -= 1
@@ -401,7 +371,7 @@ class ClientSide(asyncio.Protocol):
         else:
             buf = data
         pos, size, entries, why = 0, len(buf), [], None
-        session, note, servers, name = self.session, mirror.sync_note, 1 + len(mirror.backends), mirror.command_name
+        session, note, servers, name = self.session, mirror.sync_note, 1 + len(mirror.backends), mirror.command_names.of
         try:
             while pos < size:
                 end, command, subcommand, count = request_end(buf, pos)
@@ -416,7 +386,8 @@ class ClientSide(asyncio.Protocol):
                 elif needs_own_primary(command, subcommand):
                     why = command.decode("latin-1")
                     break
-                entries.append(RawEntry(bytes(buf[pos:end]), name(command, subcommand), session, self, note, servers))
+                entries.append(RawEntry(bytes(buf[pos:end]), name((command, subcommand) if count > 1 else (command,)),
+                                        session, self, note, servers))
                 pos = end
         except FramingError:
             why = "an inline or malformed request"

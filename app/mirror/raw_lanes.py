@@ -18,7 +18,7 @@ import asyncio
 from collections import deque
 from typing import Any
 
-from app.mirror.framing import FramingError, ReplyCutter
+from app.mirror.framing import FramingError, ReplyStream
 from app.mirror.shadow import CLOSED, DROPPED, LOST, Backend, connect_lane, lane_opened, spawn
 
 INFINITE = float("inf")
@@ -59,10 +59,6 @@ class Batch:
         self.blob, self.entries, self.barrier, self.protocol = blob, entries, barrier, protocol
 
 
-PUSH = ord(">")  # a RESP3 push frame answers no command: skipped wherever replies are cut
-
-
-
 class RawShadowLane(asyncio.Protocol):
     """One pipelined connection to a shadow server for every stateless application connection that
     speaks one RESP version."""
@@ -71,13 +67,10 @@ class RawShadowLane(asyncio.Protocol):
         self.backend, self.name, self.finish, self.protocol = backend, backend.name, finish, protocol
         self.queue: deque[Batch] = deque()  # not sent yet (connecting, or causal order)
         self.fifo: deque[RawEntry] = deque()  # sent, not answered, in order
-        self.cutter = ReplyCutter()
-        self.pieces: list[bytes] = []  # the head's reply so far, when it spans chunks
-        self.partial_kind: int | None = None  # first byte of a reply that began in an earlier chunk
+        self.stream = ReplyStream()
         self.pushes = 0
         self.transport: asyncio.Transport | None = None
         self.state = "connecting"
-        self.setup_left = 0
         self.out: list[bytes] = []  # pumped, written when the flush timer fires or enough has gathered
         self.out_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -86,6 +79,14 @@ class RawShadowLane(asyncio.Protocol):
         backend.raw[protocol] = self
         backend.connections += 1
         spawn(connect_lane(self))
+
+    @property
+    def setup_left(self) -> int:
+        return self.stream.setup_left
+
+    @setup_left.setter
+    def setup_left(self, count: int) -> None:  # lane_opened: the login's replies come first
+        self.stream.setup_left = count
 
     # --- causal order and lag, for Backend --------------------------------------------------------
 
@@ -157,43 +158,27 @@ class RawShadowLane(asyncio.Protocol):
             self.pump()
 
     def data_received(self, data: bytes) -> None:
+        stream = self.stream
         try:
-            ends = self.cutter.feed(data)
+            replies = stream.feed(data)
         except FramingError as exc:
             self.backend.lose(f"sent a reply that is not RESP: {exc}")
             return
-        start, taken = 0, 0
-        while self.setup_left and taken < len(ends):
-            self.setup_left -= 1
-            if data[start:start + 1] == b"-":
-                self.backend.lose(f"refused the mirror's login or SELECT: {data[start:ends[taken]][:80]!r}")
-                return
-            start = ends[taken]
-            taken += 1
+        if stream.refused is not None:
+            self.backend.lose(f"refused the mirror's login or SELECT: {stream.refused[:80]!r}")
+            return
         fifo, name, backend = self.fifo, self.name, self.backend
-        for end in ends[taken:]:
-            kind = data[start] if self.partial_kind is None else self.partial_kind
-            self.partial_kind = None
-            piece = data[start:end]
-            if self.pieces:
-                self.pieces.append(piece)
-                piece = b"".join(self.pieces)
-                self.pieces = []
-            start = end
-            if kind == PUSH or not fifo:
+        for _, _, whole, push in replies:
+            if push or not fifo:
                 self.pushes += 1
                 continue
             entry = fifo.popleft()
-            entry.replies[name] = piece
+            entry.replies[name] = whole
             backend.pending -= 1
             backend.pending_bytes -= len(entry.raw)
             entry.left -= 1
             if not entry.left:
                 self.finish(entry)
-        if start < len(data) and not self.setup_left:
-            if self.partial_kind is None:
-                self.partial_kind = data[start]
-            self.pieces.append(data[start:])
         backend.wake()
 
     def connection_lost(self, exc: Exception | None) -> None:

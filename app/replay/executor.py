@@ -29,7 +29,7 @@ from app.replay.keys import BARRIER, KeyTable
 from app.replay.policy import RULED, decide
 from app.replay.sessions import SUBSCRIBING, Pending, Session
 from app.replay.wire import NOT_YET, Connection, PushNotification, ReplyError
-from app.stream_compare import Call, command_name
+from app.stream_compare import Call, CommandNames
 from app.targets import Target
 
 WINDOW_CALLS = 4096          # at most this many calls queued or unjudged per window
@@ -70,8 +70,7 @@ class Executor:
         self.in_window: dict[int, Session] = {}   # id(session) -> session, sessions with calls in the window
         self.outstanding: list[Pending] = []      # blocking calls from earlier windows, not answered yet
         self.helpers: list[Connection] | None = None
-        self._names: dict[bytes, str | None] = {}
-        self._sub_names: dict[tuple[bytes, bytes], str] = {}
+        self._names = CommandNames(NAME_CACHE)  # asked for every call
         # what the report tells besides the comparator's per-command counts
         self.counts = {"replayed": 0, "skipped": 0, "bounded": 0, "from_script": 0, "windows": 0,
                        "barriers": 0, "syncs": 0, "sessions": 0, "closed_idle": 0, "pushed_compared": 0}
@@ -151,24 +150,7 @@ class Executor:
             session.tracking = args[2].upper() == b"ON"  # invalidations may now come unasked
 
     def _command(self, args: tuple[bytes, ...]) -> str:
-        """command_name(args), remembered per name (and subcommand): it is asked for every call."""
-        head = args[0]
-        name = self._names.get(head, "")
-        if name == "":
-            name = None if " " in command_name((head, b"x")) else command_name((head,))
-            if len(self._names) < NAME_CACHE:
-                self._names[head] = name
-        if name is not None:
-            return name
-        if len(args) < 2:
-            return command_name(args)
-        key = (head, args[1])
-        full = self._sub_names.get(key)
-        if full is None:
-            full = command_name(args)
-            if len(self._sub_names) < NAME_CACHE:
-                self._sub_names[key] = full
-        return full
+        return self._names.of(args)
 
     def _skip(self, args: tuple[bytes, ...], record: Command, reason: str) -> None:
         shown = redact(args)  # a skipped command may be skipped for its password: never shown with it
