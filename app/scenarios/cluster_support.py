@@ -514,12 +514,15 @@ def migration_marks_of(conn: redis.Redis, slot: int) -> bool:
 
 
 def settled_on(ctx: ClusterContext, slot: int, owner: Node, primaries: list[Node]) -> bool:
-    """True when every primary sees `owner` owning `slot` and none marks it; a node that does not is
-    set right again (SETSLOT is idempotent), and the next poll looks again."""
+    """True when every primary sees `owner` owning `slot` and neither it nor its replicas mark it; a
+    node that does not is set right again (SETSLOT is idempotent), and the next poll looks again."""
     settled = True
     for node in primaries:
         conn = ctx.node(node)
-        if migration_marks_of(conn, slot):
+        if migration_marks_of(conn, slot) or any(migration_marks_of(ctx.node(r), slot)
+                                                 for r in ctx.topology.replicas_of(node) if ctx.answers(r)):
+            # Valkey sends SETSLOT to the replicas before its primary runs it: one cut off while the
+            # primary waited for them marks the replicas only, and only the primary's STABLE clears it.
             settled = False
             conn.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")  # clears MIGRATING and IMPORTING
         if owner_in_view(conn, slot) != owner.id:
