@@ -34,6 +34,10 @@ ORDER_PATH = Path(__file__).parent / "data" / "reply_order.json"
 IDENTICAL, DIFFERENT, NOISE, SKIPPED = "identical", "different", "noise", "skipped"
 MAX_EXAMPLES = 3
 MAX_SIGNATURES = 2000     # beyond this, new signatures are only counted (memory stays bounded for hours)
+# Real servers know about 400 command and subcommand names; beyond this many, calls of names never seen
+# (an application's typos, random DEBUG or CONFIG words) are counted under OTHER_COMMANDS.
+MAX_COMMAND_NAMES = 1024
+OTHER_COMMANDS = "(other commands)"
 MAX_ARG_CHARS = 80        # an example's arguments are shortened to this
 MAX_VALUE_CHARS = 400     # and each example reply
 UNAVAILABLE = ("ERR unknown command", "ERR unknown subcommand")
@@ -303,10 +307,12 @@ class StreamComparator:
 
     def __init__(self, baseline: str, candidates: Sequence[str], controls: Sequence[str] = (), *,
                  source: str = "replay", candidate_versions: dict[str, str | None] | None = None,
-                 max_examples: int = MAX_EXAMPLES, max_signatures: int = MAX_SIGNATURES) -> None:
+                 max_examples: int = MAX_EXAMPLES, max_signatures: int = MAX_SIGNATURES,
+                 max_command_names: int = MAX_COMMAND_NAMES) -> None:
         self.baseline, self.candidates, self.controls = baseline, list(candidates), list(controls)
         self.source = source
         self.max_examples, self.max_signatures = max_examples, max_signatures
+        self.max_command_names = max_command_names
         versions = candidate_versions or {}
         self._entries = {c: CallRules(usable_entries(versions.get(c))) for c in self.candidates}
         self.stats: dict[str, CommandStats] = {}
@@ -317,15 +323,21 @@ class StreamComparator:
     def _stats(self, command: str) -> CommandStats:
         stats = self.stats.get(command)
         if stats is None:
-            stats = self.stats[command] = CommandStats()
+            if len(self.stats) >= self.max_command_names:
+                command = OTHER_COMMANDS
+                stats = self.stats.get(command)
+            if stats is None:
+                stats = self.stats[command] = CommandStats()
         return stats
+
+    def counted_name(self, command: str) -> str:
+        """The name a command's calls are counted under: its own, or OTHER_COMMANDS beyond the cap."""
+        return command if command in self.stats or len(self.stats) < self.max_command_names else OTHER_COMMANDS
 
     def count_identical(self, command: str) -> None:
         """A call whose replies are the same everywhere, counted without the comparator's work (the
         bulk of any stream: callers check sameness in the cheapest way their replies allow)."""
-        stats = self.stats.get(command)
-        if stats is None:
-            stats = self.stats[command] = CommandStats()
+        stats = self.stats.get(command) or self._stats(command)
         stats.calls += 1
         stats.identical += 1
 
@@ -350,7 +362,7 @@ class StreamComparator:
         # of the baseline's binary answered an array is a difference however their arrays varied.
         noisy_shapes = {shape(base), *map(shape, controls)} if noisy else set()
         if noisy:
-            key = (command, shape(base))
+            key = (self.counted_name(command), shape(base))
             self.noise_signatures[key] = self.noise_signatures.get(key, 0) + 1
         outcomes: dict[str, str] = {}
         for cand in self.candidates:
@@ -373,7 +385,7 @@ class StreamComparator:
         """A reply that differs from the baseline's in content only (same shape), for a command whose
         replies the control has already seen vary: one control can agree with the baseline by chance
         (SRANDMEMBER of four members: one call in four), so the command's history decides, as in Diffy."""
-        return shape(base) == shape(value) and (command, shape(base)) in self.noise_signatures
+        return shape(base) == shape(value) and (self.counted_name(command), shape(base)) in self.noise_signatures
 
     def _record(self, call: Call, command: str, cand: str, base: Any, value: Any) -> None:
         entry = find_call_entry(command, call.args, base, value, self._entries[cand])
@@ -407,7 +419,7 @@ class StreamComparator:
         out = []
         entries = {e["id"]: e for e in load_catalogue()}
         for sig in sorted(self.signatures.values(), key=lambda s: (-s.count, s.command)):
-            if sig.shapes[0] == sig.shapes[1] and (sig.command, sig.shapes[0]) in self.noise_signatures:
+            if sig.shapes[0] == sig.shapes[1] and (self.counted_name(sig.command), sig.shapes[0]) in self.noise_signatures:
                 continue  # judged different before the control showed the command varies: noise (see noise())
             example = sig.examples[0]
             record: dict[str, Any] = {

@@ -97,6 +97,19 @@ def test_signatures_and_examples_are_bounded() -> None:
     assert get["count"] == 10 and len(get["examples"]) == 2
 
 
+def test_command_names_are_bounded_and_every_call_is_still_counted() -> None:
+    """Hours of an application's typos or random DEBUG words must not grow the per-command table."""
+    comp = StreamComparator("redis", ["valkey"], [], max_command_names=4)
+    for i in range(10):
+        comp.add(Call((f"CMD{i}".encode(),)), {"redis": 1, "valkey": 1})
+        comp.count_identical(f"SAME{i}")
+        comp.skip_command(f"SKIP{i}", "primary only")
+    stats = comp.command_stats()
+    assert set(stats) == {"CMD0", "SAME0", "SKIP0", "CMD1", "(other commands)"}  # the first four names seen
+    assert stats["(other commands)"]["calls"] == 26 and comp.totals()["calls"] == 30
+    assert comp.totals()["identical"] == 20 and comp.totals()["skipped"] == 10
+
+
 def test_reply_forms() -> None:
     assert plain(redis.ResponseError("wrong")) == {"error": "wrong"}
     assert plain([b"a", b"\xff", 1, None]) == ["a", "b64:/w==", 1, None]

@@ -48,7 +48,7 @@ def mirror_section(mirror: Mirror, listen: str, final: bool) -> dict[str, Any]:
                         "own_primary_connection": dict(mirror.moved_to_own)},
         "limits": {"max_pending": limits.max_pending, "max_pending_bytes": limits.max_pending_bytes,
                    "lost_after_s": limits.lost_after_s, "share_primary": limits.share_primary, "max_examples": comparator.max_examples,
-                   "max_signatures": comparator.max_signatures},
+                   "max_signatures": comparator.max_signatures, "max_command_names": comparator.max_command_names},
     }
 
 
