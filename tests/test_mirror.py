@@ -528,3 +528,15 @@ def test_once_the_candidate_is_out_of_sync_differences_beyond_the_budget_are_cou
     stats = collector.comparator.stats["INCR"]
     assert stats.calls == 40 and stats.different == 20 + 5  # in sync: all judged; out of sync: the budget
     assert stats.skip_reasons == {"not judged: the candidate was out of sync and differed more than 5 times a second": 15}
+
+
+def test_primary_only_counters_stay_bounded_however_many_debug_words_come() -> None:
+    from app.mirror.collect import Collector
+    from app.stream_compare import MAX_COMMAND_NAMES
+
+    collector = Collector("primary", "candidate", None, "9.0.0", 3, 100)
+    for i in range(MAX_COMMAND_NAMES + 500):
+        collector.count_primary_only(f"DEBUG WORD{i}")
+    collector.count_primary_only("DEBUG WORD0")
+    assert len(collector.primary_only) == MAX_COMMAND_NAMES + 1  # the first words, then DEBUG for the rest
+    assert collector.primary_only["DEBUG"] == 500 and collector.primary_only["DEBUG WORD0"] == 2

@@ -13,7 +13,7 @@ from app.mirror.framing import parse_one
 from app.mirror.lanes import NO_REPLY, Entry
 from app.mirror.policy import holds_credentials
 from app.mirror.raw_lanes import RawEntry
-from app.stream_compare import DIFFERENT, NOISE, Call, ReplyError, StreamComparator
+from app.stream_compare import DIFFERENT, MAX_COMMAND_NAMES, NOISE, Call, ReplyError, StreamComparator
 
 QUEUED = b"QUEUED"
 _PLAIN = (bytes, int)  # reply types that are the same value whatever the command (no order, no shape)
@@ -159,4 +159,6 @@ class Collector:
         self._judge(call, {name: NOT_DELIVERED if value is None else value for name, value in frames.items()})
 
     def count_primary_only(self, command: str) -> None:
+        if command not in self.primary_only and len(self.primary_only) >= MAX_COMMAND_NAMES:
+            command = command.partition(" ")[0]  # DEBUG <any word>: counted under DEBUG beyond the cap
         self.primary_only[command] = self.primary_only.get(command, 0) + 1
