@@ -323,11 +323,8 @@ class StreamComparator:
     def _stats(self, command: str) -> CommandStats:
         stats = self.stats.get(command)
         if stats is None:
-            if len(self.stats) >= self.max_command_names:
-                command = OTHER_COMMANDS
-                stats = self.stats.get(command)
-            if stats is None:
-                stats = self.stats[command] = CommandStats()
+            name = self.counted_name(command)
+            stats = self.stats.get(name) or self.stats.setdefault(name, CommandStats())
         return stats
 
     def counted_name(self, command: str) -> str:

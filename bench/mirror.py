@@ -61,6 +61,12 @@ def bench_run(port: int, requests: int, tests: str = TESTS, clients: int = CLIEN
     return rows
 
 
+def rss_kib(pid: int) -> int:
+    """A process's resident memory in KiB (OSError once it has exited)."""
+    text = Path(f"/proc/{pid}/status").read_text()
+    return next(int(line.split()[1]) for line in text.splitlines() if line.startswith("VmRSS:"))
+
+
 class Proxy:
     """./rvc mirror as a user runs it, in its own process, with its memory sampled."""
 
@@ -83,10 +89,9 @@ class Proxy:
         started = time.monotonic()
         while self._sampling:
             try:
-                text = Path(f"/proc/{self.process.pid}/status").read_text()
+                kb = rss_kib(self.process.pid)
             except OSError:
                 return
-            kb = next(int(line.split()[1]) for line in text.splitlines() if line.startswith("VmRSS:"))
             self.rss.append((time.monotonic() - started, kb))
             time.sleep(RSS_EVERY_S)
 

@@ -32,7 +32,7 @@ import redis
 
 from app.provision import embedded_benchmark
 from app.targets import embedded_trio
-from bench.mirror import FREEZE_FOR_S, SIZE, TESTS, Proxy, flush
+from bench.mirror import FREEZE_FOR_S, SIZE, TESTS, Proxy, flush, rss_kib
 from bench.report import table
 
 LOAD_CLIENTS = 20
@@ -103,8 +103,7 @@ def sample(proxy: Proxy, started: float, varied: VariedClient) -> dict[str, Any]
         document = {}
     section = document.get("mirror", {})
     totals = section.get("totals", {})
-    kb = next(int(line.split()[1]) for line in Path(f"/proc/{proxy.process.pid}/status").read_text().splitlines()
-              if line.startswith("VmRSS:"))
+    kb = rss_kib(proxy.process.pid)
     return {"minute": round((time.monotonic() - started) / 60, 1), "rss_mb": round(kb / 1024, 1),
             "commands": totals.get("commands", 0), "different": totals.get("different", 0),
             "noise": totals.get("noise", 0), "dropped": totals.get("dropped", 0),

@@ -289,12 +289,17 @@ def test_multiple_databases_in_a_valkey_cluster_when_enabled() -> None:
 
 # --- a cluster the tool did not start ---------------------------------------------------------------------
 
+def own_row(conn: redis.Redis) -> dict[str, Any]:
+    """A node's own CLUSTER NODES row (its "myself" line)."""
+    return next(r for r in nodes_table(conn.execute_command("CLUSTER", "NODES")) if "myself" in r["flags"])
+
+
 def cluster_state(cluster: EmbeddedCluster) -> dict[str, dict[str, Any]]:
     """What must not change on a user's cluster: each node's role, slots and full CONFIG, by node id."""
     state = {}
     for node in cluster.nodes:
         with cluster.admin(node) as conn:
-            own = next(r for r in nodes_table(conn.execute_command("CLUSTER", "NODES")) if "myself" in r["flags"])
+            own = own_row(conn)
             config_values = conn.execute_command("CONFIG", "GET", "*")
             state[own["id"]] = {"flags": sorted(own["flags"]), "slots": own["slots"],
                                 "config": dict(zip(config_values[::2], config_values[1::2]))}
@@ -451,19 +456,19 @@ def test_sigterm_during_resharding_gives_a_user_cluster_back_as_found(tmp_path: 
 
 def own_line(port: int) -> dict[str, Any]:
     with redis.Redis(port=port) as conn:
-        return next(r for r in nodes_table(conn.execute_command("CLUSTER", "NODES")) if "myself" in r["flags"])
+        return own_row(conn)
 
 
 def test_a_setslot_cut_off_while_its_primary_waits_for_the_replica_is_given_back_on_the_replica_too() -> None:
     """Valkey replicates SETSLOT to the replicas before its primary runs it: a command whose client goes
     away while the primary waits for that acknowledgement leaves the mark on the replica only. The slot
-    journal's give-back must clear it there too (a SIGTERM in CI once left such a mark)."""
+    journal's give-back must clear it there too."""
     cluster = start_cluster(config.CANDIDATE, "test-replica-mark")
     try:
         client = ClusterTarget(name="users", url=cluster.seed.url, source="external", owned=False).client()
         ctx = ClusterContext("give_back", client, ClusterOptions(prefix=PREFIX, allow_server_changes=True))
         home, away = ctx.topology.primaries[0], ctx.topology.primaries[1]
-        replica = ctx.topology.replicas_of(home)[0]  # the owner's: the give-back's NODE alone leaves it
+        replica = ctx.topology.replicas_of(home)[0]  # the owner's: the give-back sends the owner NODE, not STABLE
         process = next(n for n in cluster.nodes if n.port == replica.port).process
         slot = home.slots[0][0]
         ctx.slot_journal.remember(slot, home)
